@@ -1,0 +1,1 @@
+"""onwatch: the agent (config, scheduler, detection, incidents, escalation, store, web, CLI)."""

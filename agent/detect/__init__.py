@@ -1,0 +1,1 @@
+"""Pure detection: CheckResults in, Signals out; the time is an argument."""

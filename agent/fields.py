@@ -1,0 +1,298 @@
+"""Typed readers for one TOML table, collecting errors instead of raising.
+
+`Section` wraps a raw table and a human path (`checks[2] "pos-terminal"`).
+Each reader returns a usable value (the default on error) and appends
+`<path>: <key>: <what is wrong>` to the shared error list, so that one pass
+over a config reports every problem at once. `finish()` reports the keys no
+reader asked for: a typo must never be accepted silently.
+
+Pure: no I/O except `secret_file` reads and `${ENV}` expansion, which are
+part of reading a value.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+_DURATION_PART: Final = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_UNITS: Final = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_SIZE: Final = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|KiB|MB|MiB|GB|GiB)?\s*$")
+_SIZE_UNITS: Final = {
+    None: 1, "B": 1, "KB": 1000, "KiB": 1024, "MB": 10**6, "MiB": 2**20, "GB": 10**9, "GiB": 2**30,
+}
+_ENV: Final = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class _Missing:
+    pass
+
+
+MISSING: Final = _Missing()
+
+
+def parse_duration(text: str) -> float | None:
+    """'1h30m' -> 5400.0; None when the text is not a duration."""
+    text = text.strip()
+    pos, total = 0, 0.0
+    if not text:
+        return None
+    for m in _DURATION_PART.finditer(text):
+        if m.start() != pos:
+            return None
+        total += float(m.group(1)) * _UNITS[m.group(2)]
+        pos = m.end()
+    return total if pos == len(text) else None
+
+
+def format_duration(seconds: float) -> str:
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    if seconds < 120:
+        return f"{seconds:g}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m"
+    return f"{seconds / 3600:.1f}h"
+
+
+def show(value: Any) -> str:
+    """How a wrong value is quoted back in an error: as the user wrote it in TOML."""
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return "a table"
+    return repr(value)
+
+
+def expand_env(value: str) -> tuple[str, list[str]]:
+    """Replace `${NAME}` from the environment; returns the text and names not set."""
+    missing: list[str] = []
+
+    def sub(m: re.Match[str]) -> str:
+        got = os.environ.get(m.group(1))
+        if got is None:
+            missing.append(m.group(1))
+            return ""
+        return got
+
+    return _ENV.sub(sub, value), missing
+
+
+class Section:
+    def __init__(self, raw: Mapping[str, Any], path: str, errors: list[str], base_dir: Path) -> None:
+        self.raw = raw
+        self.path = path
+        self.errors = errors
+        self.base_dir = base_dir
+        self._used: set[str] = set()
+
+    def error(self, key: str | None, message: str) -> None:
+        self.errors.append(f"{self.path}: {key}: {message}" if key else f"{self.path}: {message}")
+
+    def has(self, key: str) -> bool:
+        return key in self.raw
+
+    def _get(self, key: str) -> Any:
+        self._used.add(key)
+        return self.raw.get(key, MISSING)
+
+    def value(self, key: str, default: Any = None) -> Any:
+        """The raw value (marked as read), for a reader of a kind's own."""
+        self._used.add(key)
+        return self.raw.get(key, default)
+
+    def sub(self, key: str) -> Section | None:
+        value = self._get(key)
+        if value is MISSING:
+            return Section({}, f"{self.path}.{key}", self.errors, self.base_dir)
+        if not isinstance(value, dict):
+            self.error(key, f"must be a table, got {show(value)}")
+            return None
+        return Section(value, f"{self.path}.{key}", self.errors, self.base_dir)
+
+    def string(self, key: str, default: str | _Missing = MISSING, *, nonempty: bool = True) -> str:
+        value = self._get(key)
+        if value is MISSING:
+            if isinstance(default, _Missing):
+                self.error(key, "is required")
+                return ""
+            return default
+        if not isinstance(value, str):
+            self.error(key, f"must be a string, got {show(value)}")
+            return default if isinstance(default, str) else ""
+        if nonempty and not value.strip():
+            self.error(key, "must not be empty")
+        return value
+
+    def optional_string(self, key: str) -> str | None:
+        if self.raw.get(key) is None:
+            self._used.add(key)
+            return None
+        return self.string(key)
+
+    def choice(self, key: str, choices: Sequence[str], default: str) -> str:
+        value = self.string(key, default)
+        if value not in choices:
+            self.error(key, f"must be one of {', '.join(choices)}; got {show(value)}")
+            return default
+        return value
+
+    def boolean(self, key: str, default: bool) -> bool:
+        value = self._get(key)
+        if value is MISSING:
+            return default
+        if not isinstance(value, bool):
+            self.error(key, f"must be true or false, got {show(value)}")
+            return default
+        return value
+
+    def integer(self, key: str, default: int | _Missing = MISSING, *, low: int | None = None,
+                high: int | None = None) -> int:
+        value = self._get(key)
+        fallback = default if isinstance(default, int) else (low or 0)
+        if value is MISSING:
+            if isinstance(default, _Missing):
+                self.error(key, "is required")
+            return fallback
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.error(key, f"must be a whole number, got {show(value)}")
+            return fallback
+        if low is not None and value < low:
+            self.error(key, f"must be >= {low}, got {value}")
+            return fallback
+        if high is not None and value > high:
+            self.error(key, f"must be <= {high}, got {value}")
+            return fallback
+        return value
+
+    def duration(self, key: str, default: float | _Missing = MISSING, *, positive: bool = True
+                 ) -> float:
+        value = self._get(key)
+        fallback = default if isinstance(default, float | int) else 1.0
+        if value is MISSING:
+            if isinstance(default, _Missing):
+                self.error(key, 'is required (a duration like "30s")')
+            return float(fallback)
+        seconds = parse_duration(value) if isinstance(value, str) else None
+        if seconds is None:
+            self.error(key, f'must be a duration like "10s", got {show(value)}')
+            return float(fallback)
+        if positive and seconds <= 0:
+            self.error(key, f"must be > 0s, got {show(value)}")
+            return float(fallback)
+        return seconds
+
+    def optional_duration(self, key: str) -> float | None:
+        if key not in self.raw:
+            self._used.add(key)
+            return None
+        return self.duration(key)
+
+    def size(self, key: str, default: int) -> int:
+        value = self._get(key)
+        if value is MISSING:
+            return default
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+        m = _SIZE.match(value) if isinstance(value, str) else None
+        if m is None or float(m.group(1)) <= 0:
+            self.error(key, f'must be a size like "1MiB" or a number of bytes, got {show(value)}')
+            return default
+        return int(float(m.group(1)) * _SIZE_UNITS[m.group(2)])
+
+    def string_list(self, key: str, default: Sequence[str] = ()) -> tuple[str, ...]:
+        value = self._get(key)
+        if value is MISSING:
+            return tuple(default)
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            self.error(key, f"must be a list of strings, got {show(value)}")
+            return tuple(default)
+        return tuple(value)
+
+    def url(self, key: str, schemes: Sequence[str], default: str | _Missing = MISSING) -> str:
+        value = self.string(key, default)
+        if value and bad_url(value, schemes):
+            self.error(key, f"{bad_url(value, schemes)}, got {show(value)}")
+        return value
+
+    def table_of_strings(self, key: str) -> dict[str, str]:
+        value = self._get(key)
+        if value is MISSING:
+            return {}
+        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+            self.error(key, f"must be a table of strings, got {show(value)}")
+            return {}
+        return dict(value)
+
+    def secret(self, key: str) -> str | None:
+        """A secret from `key` (with `${ENV}` expansion) or from the file named by `key_file`."""
+        file_key = f"{key}_file"
+        if key in self.raw and file_key in self.raw:
+            self.error(None, f"give either {key} or {file_key}, not both")
+        if file_key in self.raw:
+            name = self.string(file_key)
+            return read_secret_file(self, file_key, name)
+        if key in self.raw:
+            return expand_secret(self, key, self.string(key))
+        self._used.update((key, file_key))
+        return None
+
+    def finish(self) -> None:
+        for key in self.raw:
+            if key not in self._used:
+                self.error(None, f"unknown key {show(key)}")
+
+
+def expand_secret(sec: Section, key: str, value: str) -> str:
+    text, missing = expand_env(value)
+    for name in missing:
+        sec.error(key, f"environment variable {name} is not set")
+    return text
+
+
+def read_secret_file(sec: Section, key: str, name: str) -> str:
+    path = Path(name) if Path(name).is_absolute() else sec.base_dir / name
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        sec.error(key, f"cannot read secret file {path}: {exc.strerror or exc}")
+        return ""
+
+
+def bad_url(value: str, schemes: Sequence[str]) -> str | None:
+    """Why `value` is not an absolute URL with one of `schemes`, or None."""
+    try:
+        parts = urlsplit(value)
+        port = parts.port  # raises on a bad port
+    except ValueError as exc:
+        return f"is not a valid URL ({exc})"
+    if parts.scheme not in schemes:
+        return f"must be a URL starting with {' or '.join(s + '://' for s in schemes)}"
+    if not parts.hostname:
+        return "must name a host"
+    if port == 0:
+        return "must not use port 0"
+    return None
+
+
+def split_host_port(value: str) -> tuple[str, int] | None:
+    """'127.0.0.1:9847' or '[::1]:9847' -> (host, port); None when malformed.
+
+    Uses URL parsing, never `split(":")`, so IPv6 literals work.
+    """
+    try:
+        parts = urlsplit("//" + value)
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.hostname is None or port is None or parts.path or parts.query or parts.username:
+        return None
+    return parts.hostname, port

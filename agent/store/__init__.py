@@ -1,0 +1,1 @@
+"""Persistence: SQLite is the only place where state lives."""

@@ -1,0 +1,137 @@
+"""The contract every probe keeps: one async call in, one `CheckResult` out.
+
+A probe is `async def probe(spec, ctx) -> CheckResult`. It never raises for a
+failing target (a refused connection, a TLS error, a wrong status are data),
+never sleeps or retries on its own, and never enforces its own deadline: the
+scheduler wraps every call in `asyncio.timeout()` and turns expiry into a
+`timeout` result. Library exceptions are translated once, at the probe's
+boundary, into an `ErrorKind` and a reason a person understands.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import ssl
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import aiohttp
+import structlog
+
+log = structlog.get_logger(__name__)
+
+
+class ErrorKind(enum.StrEnum):
+    """Why a check failed. A bounded set: it is used as a metric label."""
+
+    TIMEOUT = "timeout"
+    DNS = "dns"
+    CONNECT = "connect"
+    TLS = "tls"
+    PROTOCOL = "protocol"
+    ASSERTION = "assertion"
+    INTERNAL = "internal"
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    """What one run of one probe saw."""
+
+    ok: bool
+    latency_s: float
+    reason: str
+    error_kind: ErrorKind | None = None
+    checked_at: float = 0.0
+    observations: Mapping[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def success(
+        cls, latency_s: float, reason: str = "ok", observations: Mapping[str, float] | None = None
+    ) -> CheckResult:
+        return cls(True, latency_s, reason, None, time.time(), observations or {})
+
+    @classmethod
+    def failure(
+        cls,
+        kind: ErrorKind,
+        reason: str,
+        latency_s: float = 0.0,
+        observations: Mapping[str, float] | None = None,
+    ) -> CheckResult:
+        return cls(False, latency_s, reason, kind, time.time(), observations or {})
+
+
+class ProbeContext:
+    """Shared, long-lived resources a probe may use; owned by the runner.
+
+    One HTTP session serves every http check so that a check costs a request,
+    not a session. Its connector closes each connection after use: a monitor
+    must see the target's accept path every time (a listener that stopped
+    accepting new connections is an outage even while an old keep-alive
+    connection still answers).
+    """
+
+    def __init__(self) -> None:
+        self._session: aiohttp.ClientSession | None = None
+        self._ssl_contexts: dict[str | None, ssl.SSLContext] = {}
+
+    def http_session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(
+                force_close=True, limit=0, ttl_dns_cache=60, enable_cleanup_closed=False
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                # Deadlines belong to the scheduler; the session must not add its own.
+                timeout=aiohttp.ClientTimeout(total=None),
+                auto_decompress=True,
+                headers={"User-Agent": "onwatch/0.1 (+monitoring)"},
+            )
+        return self._session
+
+    def ssl_context(self, ca_file: str | None) -> ssl.SSLContext:
+        """A verifying context, trusting `ca_file` instead of the system store when given.
+
+        Contexts are cached: loading a CA store costs milliseconds, a check
+        should not pay that on every run.
+        """
+        ctx = self._ssl_contexts.get(ca_file)
+        if ctx is None:
+            ctx = ssl.create_default_context(cafile=ca_file)
+            self._ssl_contexts[ca_file] = ctx
+        return ctx
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+class Probe(Protocol):
+    async def __call__(self, spec: Any, ctx: ProbeContext, /) -> CheckResult: ...
+
+
+async def run_with_deadline(probe: Probe, spec: Any, ctx: ProbeContext, timeout: float
+                            ) -> CheckResult:
+    """Run one probe under the scheduler's deadline; never raises (except cancellation).
+
+    The one place where a deadline becomes a `timeout` result, and where a
+    probe bug becomes an `internal` result instead of killing its check's task.
+    """
+    started = time.perf_counter()
+    try:
+        async with asyncio.timeout(timeout):
+            return await probe(spec, ctx)
+    except TimeoutError:
+        return CheckResult.failure(
+            ErrorKind.TIMEOUT, f"no complete answer within {timeout:g}s", time.perf_counter() - started
+        )
+    except Exception as exc:  # a probe bug: keep the check alive and say so
+        log.exception("probe_crashed", probe=getattr(probe, "__module__", "?"))
+        return CheckResult.failure(
+            ErrorKind.INTERNAL, f"onwatch bug in the probe: {type(exc).__name__}: {exc}",
+            time.perf_counter() - started,
+        )

@@ -46,8 +46,9 @@ class AgentConfig:
     listen_port: int
     max_concurrency: int
     log_level: str
-    #: Base URL people use to reach this agent's web pages (for links in messages).
-    public_url: str
+    #: Base URL people use to reach this agent's web pages (for links in messages);
+    #: None: derived from the address actually bound (listen may use port 0).
+    public_url: str | None
 
 
 @dataclass(frozen=True)
@@ -135,10 +136,9 @@ def _agent(root: Section, base: Path) -> AgentConfig:
         hp = ("127.0.0.1", 9847)
     cap = sec.integer("max_concurrency", 200, low=1, high=10000)
     level = sec.choice("log_level", ("debug", "info", "warning", "error"), "info")
-    host_for_url = f"[{hp[0]}]" if ":" in hp[0] else hp[0]
-    public = sec.url("public_url", ("http", "https"), f"http://{host_for_url}:{hp[1]}")
+    public = sec.url("public_url", ("http", "https"), "") or None
     sec.finish()
-    return AgentConfig(state_dir, hp[0], hp[1], cap, level, public.rstrip("/"))
+    return AgentConfig(state_dir, hp[0], hp[1], cap, level, public and public.rstrip("/"))
 
 
 def _items(root: Section, key: str) -> list[Any]:

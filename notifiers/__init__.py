@@ -81,4 +81,7 @@ async def _deliver_one(url: str, title: str, body: str, timeout: float) -> Chann
     svc = services[0]
     status = getattr(svc.status, "name", str(svc.status)).lower()
     detail = {"success": "delivered"}.get(status, status)
-    return ChannelResult(svc.url or shown, kind, bool(svc), detail, float(svc.elapsed))
+    # Apprise's privacy URL carries every default as a query parameter; the
+    # part before "?" is what a person needs to recognise the channel.
+    channel = (svc.url or shown).split("?", 1)[0]
+    return ChannelResult(channel, kind, bool(svc), detail, float(svc.elapsed))

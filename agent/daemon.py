@@ -1,0 +1,94 @@
+"""`onwatch run`: start everything, serve until SIGTERM/SIGINT, drain, exit 0.
+
+Order matters: the store is opened first (a state directory that cannot be
+written stops the start with its path named), then state is restored from
+it, then the web server binds (an address in use is named), and only then
+do checks start. On a signal the scheduler stops starting probes, probes and
+deliveries in flight get a bounded grace period, and whatever was cut off
+stays due in the outbox for the next start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+
+import structlog
+
+from agent import systemd, web
+from agent.config import Config
+from agent.metrics import Metrics
+from agent.outbox import Dispatcher
+from agent.runner import Runner
+from agent.scheduler import Scheduler
+from agent.store.sqlite import Store, StoreError
+from checks.base import ProbeContext
+
+log = structlog.get_logger(__name__)
+
+DRAIN_GRACE = 3.0
+
+
+class StartError(Exception):
+    """The agent cannot start; the message says what and what to do."""
+
+
+async def serve(config: Config, *, stop: asyncio.Event | None = None) -> None:
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        store = Store.open(config.agent.state_dir)
+    except StoreError as exc:
+        raise StartError(str(exc)) from None
+    metrics = Metrics()
+    runner = Runner(config, store, metrics, time.time)
+    runner.restore()
+    app = web.build_app(runner)
+    try:
+        site, address = await web.start(app, config.agent.listen_host, config.agent.listen_port)
+    except OSError as exc:
+        store.close()
+        raise StartError(f"cannot listen on {config.agent.listen_host}:{config.agent.listen_port}:"
+                         f" {exc.strerror or exc}; change [agent] listen") from None
+    runner.public_url = config.agent.public_url or f"http://{address}"
+    ctx = ProbeContext()
+    scheduler = Scheduler(config.checks, ctx, runner.on_result,
+                          max_concurrency=config.agent.max_concurrency)
+    dispatcher = Dispatcher(store, config.contacts, metrics, runner.outbox_wakeup, time.time)
+    dispatcher.start()
+    scheduler.start()
+    watchdog = asyncio.create_task(_watchdog(), name="watchdog")
+    log.info("agent_started", listen=address, checks=len(config.checks),
+             contacts=len(config.contacts), state_dir=str(config.agent.state_dir),
+             config=str(config.source))
+    systemd.notify(f"READY=1\nSTATUS=watching {len(config.checks)} checks")
+    try:
+        await stop.wait()
+    finally:
+        log.info("agent_stopping")
+        systemd.notify("STOPPING=1")
+        app[web.STOPPING_KEY][0] = True
+        watchdog.cancel()
+        await scheduler.stop(DRAIN_GRACE)
+        await dispatcher.stop(DRAIN_GRACE)
+        await ctx.close()
+        await site.cleanup()
+        store.close()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        log.info("agent_stopped")
+
+
+async def _watchdog() -> None:
+    interval = systemd.watchdog_interval()
+    if interval is None:
+        return
+    with contextlib.suppress(asyncio.CancelledError):
+        while True:
+            # A loop that is alive enough to run this is alive enough to page.
+            systemd.notify("WATCHDOG=1")
+            await asyncio.sleep(interval)

@@ -1,0 +1,92 @@
+"""The incident state machine. Pure: the time and the new id are arguments.
+
+`on_signal(current, signal, check, now, new_id)` decides what a detection
+signal does to the check's incident: a DOWN signal opens one (never a second
+while one is open: dedupe), an UP signal resolves the open one. Every
+transition returns the timeline entries to append and the event to notify,
+so the runner can persist all of it in one transaction before acting.
+
+States: open -> acknowledged -> resolved. Acknowledgement, reopen and manual
+incidents are driven by the escalation layer and reuse `TimelineEntry`.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from agent.detect.outage import Health, Signal
+
+
+class State(enum.StrEnum):
+    OPEN = "open"
+    ACKNOWLEDGED = "acknowledged"
+    RESOLVED = "resolved"
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineEntry:
+    at: float
+    kind: str  # opened, notified, delivery, resolved, note, ...
+    actor: str  # "onwatch" for the agent itself, else a person or channel
+    message: str
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Incident:
+    id: int
+    check: str | None
+    title: str
+    severity: str
+    state: State
+    reason: str
+    opened_at: float
+    #: When the underlying problem began (first failed run), which precedes opened_at.
+    started_at: float
+    acknowledged_at: float | None = None
+    acknowledged_by: str | None = None
+    resolved_at: float | None = None
+    resolved_by: str | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self.state is not State.RESOLVED
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    incident: Incident
+    entries: tuple[TimelineEntry, ...]
+    #: "opened" or "resolved": the event whose message goes to the contacts.
+    notify: str | None
+
+
+def on_signal(current: Incident | None, signal: Signal, *, severity: str, target: str,
+              now: float, new_id: int) -> Transition | None:
+    """What `signal` does to the check's open incident (`current`), or None for nothing."""
+    if signal.kind is Health.DOWN:
+        if current is not None and current.is_open:
+            return None  # dedupe: one open incident per check
+        title = f"{signal.check} is down"
+        inc = Incident(new_id, signal.check, title, severity, State.OPEN, signal.reason, now,
+                       signal.since)
+        entry = TimelineEntry(now, "opened", "onwatch", f"{title}: {signal.reason}", {
+            "target": target, "error_kind": str(signal.error_kind or ""),
+            "first_failure_at": signal.since,
+        })
+        return Transition(inc, (entry,), "opened")
+    if current is None or not current.is_open:
+        return None
+    return resolve(current, now=now, actor="onwatch",
+                   note=f"{signal.check} recovered: {signal.reason}")
+
+
+def resolve(inc: Incident, *, now: float, actor: str, note: str) -> Transition | None:
+    if not inc.is_open:
+        return None
+    done = replace(inc, state=State.RESOLVED, resolved_at=now, resolved_by=actor)
+    entry = TimelineEntry(now, "resolved", actor, note, {"duration_s": now - inc.started_at})
+    return Transition(done, (entry,), "resolved")

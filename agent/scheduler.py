@@ -1,0 +1,103 @@
+"""Runs every check on its interval: one task per check, a global concurrency cap,
+and the probe deadline enforced here (the only deadline owner).
+
+Phase: each check fires at `offset + k * interval`, where the offset is a
+stable hash of its name (as Prometheus spreads its scrapes), so a thousand
+checks with one interval do not fire in lockstep, and the spread survives a
+restart. After a failure the result handler may ask for a quick re-check;
+the check then runs again `recheck_interval` after the previous run ended,
+and returns to its phase once the handler is satisfied.
+
+A hanging target holds only its own task (and one slot of the cap, for at
+most its timeout): the other checks keep their schedule. Lateness (start
+minus due time) is handed to the result handler for the lateness metric.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import zlib
+from collections.abc import Callable, Sequence
+
+import structlog
+
+from agent.config import CheckConfig
+from checks import KINDS
+from checks.base import CheckResult, ProbeContext, run_with_deadline
+
+log = structlog.get_logger(__name__)
+
+#: (check, result, lateness seconds) -> True to re-check quickly.
+ResultHandler = Callable[[CheckConfig, CheckResult, float], bool]
+
+
+def phase_offset(name: str, interval: float) -> float:
+    return (zlib.crc32(name.encode()) / 2**32) * interval
+
+
+def next_slot(now: float, interval: float, offset: float) -> float:
+    """The first time strictly after `now` of the form offset + k * interval."""
+    k = math.floor((now - offset) / interval) + 1
+    return offset + k * interval
+
+
+class Scheduler:
+    def __init__(self, checks: Sequence[CheckConfig], ctx: ProbeContext, on_result: ResultHandler,
+                 *, max_concurrency: int) -> None:
+        self._checks = checks
+        self._ctx = ctx
+        self._on_result = on_result
+        self._sem = asyncio.Semaphore(max_concurrency)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
+        self._sleeping: set[asyncio.Task[None] | None] = set()
+
+    def start(self) -> None:
+        for check in self._checks:
+            self._tasks.append(asyncio.create_task(self._loop(check), name=f"check:{check.name}"))
+
+    async def stop(self, grace: float) -> None:
+        """Start nothing new; let probes in flight finish for up to `grace` seconds."""
+        self._stopping = True
+        for task in self._sleeping:
+            if task is not None:
+                task.cancel()  # a sleeping check has nothing to finish
+        if not self._tasks:
+            return
+        _, pending = await asyncio.wait(self._tasks, timeout=grace)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _loop(self, check: CheckConfig) -> None:
+        loop = asyncio.get_running_loop()
+        kind = KINDS[check.type]
+        offset = phase_offset(check.name, check.interval)
+        # The first run comes soon after start (spread over at most 5 s, in phase
+        # order) so that a fresh agent knows every check's state quickly.
+        due = loop.time() + (offset / check.interval) * min(check.interval, 5.0)
+        task = asyncio.current_task()
+        while not self._stopping:
+            delay = due - loop.time()
+            if delay > 0:
+                self._sleeping.add(task)
+                try:
+                    await asyncio.sleep(delay)
+                except asyncio.CancelledError:
+                    if self._stopping:
+                        return
+                    raise
+                finally:
+                    self._sleeping.discard(task)
+            async with self._sem:
+                lateness = max(0.0, loop.time() - due)
+                result = await run_with_deadline(kind.probe, check.spec, self._ctx, check.timeout)
+            try:
+                recheck = self._on_result(check, result, lateness)
+            except Exception:  # a bug in the handler must not stop this check forever
+                log.exception("result_handler_failed", check=check.name)
+                recheck = False
+            now = loop.time()
+            due = now + check.recheck_interval if recheck else next_slot(now, check.interval,
+                                                                          offset)

@@ -1,0 +1,233 @@
+"""SQLite store: incidents, their timelines, the notification outbox.
+
+The only place where state lives. One file, WAL mode so that the CLI can read
+while the daemon writes. Writes happen on transitions (rare), not on every
+check run, so plain `sqlite3` on the event loop is cheaper than a thread hop;
+each transition is one transaction (`with store.tx():`) so that an incident,
+its timeline entries and its outbox messages are stored together or not at all.
+
+Opening never destroys anything: a file that cannot be opened or written is
+reported with its path (`StoreError`), and the schema is only ever created
+or migrated forward.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from agent.incidents import Incident, State, TimelineEntry
+
+SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS incidents (
+    id INTEGER PRIMARY KEY,
+    check_name TEXT,
+    title TEXT NOT NULL,
+    severity TEXT NOT NULL,
+    state TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    opened_at REAL NOT NULL,
+    started_at REAL NOT NULL,
+    acknowledged_at REAL,
+    acknowledged_by TEXT,
+    resolved_at REAL,
+    resolved_by TEXT
+);
+CREATE INDEX IF NOT EXISTS incidents_open ON incidents (state, check_name);
+CREATE TABLE IF NOT EXISTS timeline (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    incident_id INTEGER NOT NULL REFERENCES incidents (id),
+    at REAL NOT NULL,
+    kind TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    message TEXT NOT NULL,
+    data TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS timeline_incident ON timeline (incident_id, seq);
+CREATE TABLE IF NOT EXISTS outbox (
+    id TEXT PRIMARY KEY,
+    incident_id INTEGER REFERENCES incidents (id),
+    contact TEXT NOT NULL,
+    event TEXT NOT NULL,
+    title TEXT NOT NULL,
+    body TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    next_attempt_at REAL NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    status TEXT NOT NULL DEFAULT 'due',
+    delivered_at REAL,
+    last_error TEXT
+);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox (status, next_attempt_at);
+"""
+
+
+class StoreError(Exception):
+    """The state directory or database cannot be used; the message names it."""
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxMessage:
+    id: str
+    incident_id: int | None
+    contact: str
+    event: str
+    title: str
+    body: str
+    created_at: float
+    next_attempt_at: float
+    attempts: int = 0
+    status: str = "due"  # due, delivered, failed
+    delivered_at: float | None = None
+    last_error: str | None = None
+
+
+class Store:
+    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+        self._db = conn
+        self.path = path
+
+    @classmethod
+    def open(cls, state_dir: Path, *, readonly: bool = False) -> Store:
+        path = state_dir / "onwatch.db"
+        try:
+            if readonly:
+                if not path.exists():
+                    raise StoreError(f"no database at {path}: has `onwatch run` been started "
+                                     "with this config?")
+                conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+            else:
+                state_dir.mkdir(parents=True, exist_ok=True)
+                conn = sqlite3.connect(path, isolation_level=None)
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+                conn.execute("PRAGMA foreign_keys=ON")
+                conn.executescript(_SCHEMA)
+                conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
+                             (str(SCHEMA_VERSION),))
+            conn.execute("PRAGMA busy_timeout=5000")
+            conn.row_factory = sqlite3.Row
+        except OSError as exc:
+            raise StoreError(f"state directory {state_dir} cannot be used: "
+                             f"{exc.strerror or exc}; set [agent] state_dir to a writable "
+                             "directory") from None
+        except sqlite3.Error as exc:
+            raise StoreError(f"database {path} cannot be {'read' if readonly else 'written'}: "
+                             f"{exc}; check the permissions of {state_dir}") from None
+        return cls(conn, path)
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def tx(self) -> Iterator[None]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    # incidents ---------------------------------------------------------------
+
+    def next_incident_id(self) -> int:
+        row = self._db.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM incidents").fetchone()
+        return int(row[0])
+
+    def save_incident(self, inc: Incident) -> None:
+        self._db.execute(
+            "INSERT INTO incidents VALUES (?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (id) DO UPDATE SET "
+            "title=excluded.title, severity=excluded.severity, state=excluded.state, "
+            "reason=excluded.reason, acknowledged_at=excluded.acknowledged_at, "
+            "acknowledged_by=excluded.acknowledged_by, resolved_at=excluded.resolved_at, "
+            "resolved_by=excluded.resolved_by",
+            (inc.id, inc.check, inc.title, inc.severity, inc.state.value, inc.reason,
+             inc.opened_at, inc.started_at, inc.acknowledged_at, inc.acknowledged_by,
+             inc.resolved_at, inc.resolved_by),
+        )
+
+    def append(self, incident_id: int, entries: Sequence[TimelineEntry]) -> None:
+        self._db.executemany(
+            "INSERT INTO timeline (incident_id, at, kind, actor, message, data) "
+            "VALUES (?,?,?,?,?,?)",
+            [(incident_id, e.at, e.kind, e.actor, e.message, json.dumps(dict(e.data)))
+             for e in entries],
+        )
+
+    def incident(self, incident_id: int) -> Incident | None:
+        row = self._db.execute("SELECT * FROM incidents WHERE id = ?", (incident_id,)).fetchone()
+        return _incident(row) if row else None
+
+    def open_incidents(self) -> list[Incident]:
+        rows = self._db.execute(
+            "SELECT * FROM incidents WHERE state != 'resolved' ORDER BY id").fetchall()
+        return [_incident(r) for r in rows]
+
+    def incidents(self, *, open_only: bool = False, limit: int = 50) -> list[Incident]:
+        where = "WHERE state != 'resolved'" if open_only else ""
+        rows = self._db.execute(
+            f"SELECT * FROM incidents {where} ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+        return [_incident(r) for r in rows]
+
+    def timeline(self, incident_id: int) -> list[TimelineEntry]:
+        rows = self._db.execute(
+            "SELECT at, kind, actor, message, data FROM timeline WHERE incident_id = ? "
+            "ORDER BY seq", (incident_id,)).fetchall()
+        return [TimelineEntry(r["at"], r["kind"], r["actor"], r["message"], json.loads(r["data"]))
+                for r in rows]
+
+    # outbox ------------------------------------------------------------------
+
+    def enqueue(self, msg: OutboxMessage) -> None:
+        self._db.execute(
+            "INSERT INTO outbox (id, incident_id, contact, event, title, body, created_at, "
+            "next_attempt_at) VALUES (?,?,?,?,?,?,?,?)",
+            (msg.id, msg.incident_id, msg.contact, msg.event, msg.title, msg.body,
+             msg.created_at, msg.next_attempt_at),
+        )
+
+    def due_messages(self, now: float, limit: int = 100) -> list[OutboxMessage]:
+        rows = self._db.execute(
+            "SELECT * FROM outbox WHERE status = 'due' AND next_attempt_at <= ? "
+            "ORDER BY next_attempt_at LIMIT ?", (now, limit)).fetchall()
+        return [OutboxMessage(**dict(r)) for r in rows]
+
+    def next_due_at(self) -> float | None:
+        row = self._db.execute(
+            "SELECT MIN(next_attempt_at) FROM outbox WHERE status = 'due'").fetchone()
+        return None if row[0] is None else float(row[0])
+
+    def outbox_counts(self) -> dict[str, int]:
+        rows = self._db.execute("SELECT status, COUNT(*) FROM outbox GROUP BY status").fetchall()
+        return {r[0]: int(r[1]) for r in rows}
+
+    def update_message(self, msg_id: str, *, status: str, attempts: int, next_attempt_at: float,
+                       delivered_at: float | None, last_error: str | None) -> None:
+        self._db.execute(
+            "UPDATE outbox SET status=?, attempts=?, next_attempt_at=?, delivered_at=?, "
+            "last_error=? WHERE id=?",
+            (status, attempts, next_attempt_at, delivered_at, last_error, msg_id),
+        )
+
+    def messages(self, incident_id: int) -> list[OutboxMessage]:
+        rows = self._db.execute("SELECT * FROM outbox WHERE incident_id = ? ORDER BY created_at",
+                                (incident_id,)).fetchall()
+        return [OutboxMessage(**dict(r)) for r in rows]
+
+
+def _incident(row: Any) -> Incident:
+    return Incident(
+        id=row["id"], check=row["check_name"], title=row["title"], severity=row["severity"],
+        state=State(row["state"]), reason=row["reason"], opened_at=row["opened_at"],
+        started_at=row["started_at"], acknowledged_at=row["acknowledged_at"],
+        acknowledged_by=row["acknowledged_by"], resolved_at=row["resolved_at"],
+        resolved_by=row["resolved_by"],
+    )

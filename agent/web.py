@@ -1,0 +1,101 @@
+"""The agent's HTTP face: /metrics for Prometheus, /healthz for load balancers and systemd.
+
+Listens on loopback by default (`[agent] listen`). /metrics is
+prometheus-client's own aiohttp handler over the agent's registry.
+/healthz answers 200 with a small JSON summary while the agent runs and
+503 once it is shutting down, so a supervisor can tell the two apart.
+"""
+
+from __future__ import annotations
+
+import collections
+import html
+import time
+
+import structlog
+from aiohttp import web
+from prometheus_client.aiohttp import make_aiohttp_handler
+
+from agent.detect.outage import Health
+from agent.runner import Runner
+
+log = structlog.get_logger(__name__)
+
+RUNNER_KEY = web.AppKey("runner", Runner)
+INBOX_KEY = web.AppKey("inbox", collections.deque[tuple[float, str, str]])
+INBOX_SIZE = 100
+STOPPING_KEY = web.AppKey("stopping", list[bool])
+
+
+def build_app(runner: Runner) -> web.Application:
+    app = web.Application(client_max_size=64 * 1024)
+    app[RUNNER_KEY] = runner
+    app[INBOX_KEY] = collections.deque(maxlen=INBOX_SIZE)
+    app[STOPPING_KEY] = [False]
+    app.router.add_get("/metrics", make_aiohttp_handler(runner.metrics.registry))
+    app.router.add_get("/healthz", healthz)
+    app.router.add_post("/inbox", inbox_post)
+    app.router.add_get("/inbox", inbox_get)
+    return app
+
+
+async def healthz(request: web.Request) -> web.Response:
+    runner = request.app[RUNNER_KEY]
+    stopping = request.app[STOPPING_KEY][0]
+    checks = runner.config.checks
+    down = [c.name for c in checks if runner.health(c.name) is Health.DOWN]
+    body = {
+        "status": "stopping" if stopping else "ok",
+        "uptime_s": round(runner.clock() - runner.started_at, 1),
+        "checks": len(checks),
+        "checks_down": down,
+    }
+    return web.json_response(body, status=503 if stopping else 200)
+
+
+async def inbox_post(request: web.Request) -> web.Response:
+    """A local receiver for Apprise's `json://` notifications.
+
+    So that a fresh install with no SMS or push account can show its pages:
+    `config.example.toml` points its contact at `json://127.0.0.1:9847/inbox`,
+    and the last INBOX_SIZE messages are readable at GET /inbox.
+    """
+    try:
+        payload = await request.json()
+    except ValueError:
+        return web.json_response({"error": "expected the JSON body Apprise sends"}, status=400)
+    if not isinstance(payload, dict):
+        return web.json_response({"error": "expected a JSON object"}, status=400)
+    title, body = str(payload.get("title", "")), str(payload.get("message", ""))
+    request.app[INBOX_KEY].append((time.time(), title, body))
+    log.warning("inbox_message", title=title)
+    return web.json_response({"stored": True})
+
+
+async def inbox_get(request: web.Request) -> web.Response:
+    items = "".join(
+        f"<article><h3>{html.escape(t)}</h3><small>received "
+        f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(at))}</small>"
+        f"<pre>{html.escape(b)}</pre></article>"
+        for at, t, b in reversed(request.app[INBOX_KEY])
+    ) or "<p>No notifications yet.</p>"
+    page = (f"<!doctype html><html><head><meta charset=utf-8><title>onwatch inbox</title>"
+            f"<meta http-equiv=refresh content=10></head><body><h1>onwatch inbox</h1>"
+            f"<p>The last {INBOX_SIZE} notifications sent to json://&lt;this agent&gt;/inbox."
+            f"</p>{items}</body></html>")
+    return web.Response(text=page, content_type="text/html")
+
+
+async def start(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, str]:
+    """Start serving; returns the runner and the address actually bound (port 0 allowed)."""
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, shutdown_timeout=1.0)
+    try:
+        await site.start()
+    except OSError:
+        await runner.cleanup()
+        raise
+    bound = runner.addresses[0]
+    h, p = bound[0], bound[1]
+    return runner, (f"[{h}]:{p}" if ":" in h else f"{h}:{p}")

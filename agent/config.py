@@ -5,6 +5,11 @@ the full list, each naming its key path (`checks[2] "pos-terminal": timeout:
 must be a duration like "10s", got 10`) and, for TOML syntax errors, the
 line. The config is parsed once at start; nothing else reads the file.
 Runtime state never lives on these objects (it lives in the store).
+
+Every problem reads `<section>: <key>: <what is wrong>`, the section being
+`config` (top level), `agent`, `defaults`, `checks[i] "name"` or
+`contacts[i] "name"` (i counts from 0). Contact URLs hold secrets: no
+message ever quotes one.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from agent.fields import (
@@ -29,7 +35,8 @@ from checks import KINDS
 
 DEFAULT_LISTEN = "127.0.0.1:9847"
 SEVERITIES = ("critical", "high", "low")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_TOML_AT = re.compile(r"\s*\(at (?:line (\d+), column (\d+)|end of document)\)$")
 
 
 class ConfigError(Exception):
@@ -80,6 +87,7 @@ class CheckConfig:
 class Config:
     source: Path
     agent: AgentConfig
+    #: Read-only (a mappingproxy), like everything else here.
     contacts: Mapping[str, Contact]
     checks: tuple[CheckConfig, ...]
 
@@ -95,35 +103,61 @@ class Config:
 def load(path: str | Path) -> Config:
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        # utf-8-sig: a file saved by Notepad starts with a BOM, which TOML rejects.
+        text = path.read_text(encoding="utf-8-sig")
     except OSError as exc:
-        raise ConfigError(path, [f"cannot read the config file: {exc.strerror or exc}"]) from None
+        raise ConfigError(path, [f"config: cannot read the file: {exc.strerror or exc}"]) from None
+    except UnicodeDecodeError as exc:
+        line = exc.object.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(path, [f"config: line {line}: not UTF-8 text"]) from None
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(path, [f"TOML syntax error: {exc}"]) from None
+        raise ConfigError(path, [_syntax_problem(str(exc), text)]) from None
     return parse(raw, path)
+
+
+def _syntax_problem(message: str, text: str) -> str:
+    """`config: line 3, column 9: TOML syntax error: ...`, also for "at end of document".
+
+    The offending line itself is not quoted: it may hold a secret.
+    """
+    m = _TOML_AT.search(message)
+    if m is None:
+        return f"config: TOML syntax error: {message}"
+    what = message[:m.start()]
+    if m.group(1):
+        return f"config: line {m.group(1)}, column {m.group(2)}: TOML syntax error: {what}"
+    last = len(text.rstrip("\n").splitlines()) or 1
+    return f"config: line {last} (end of file): TOML syntax error: {what}"
 
 
 def parse(raw: Mapping[str, Any], path: Path) -> Config:
     errors: list[str] = []
     base = path.parent.resolve()
     root = Section(raw, "config", errors, base)
-    agent = _agent(root, base)
-    defaults = root.sub("defaults")
+    agent = _agent(_table(root, "agent"), base)
+    defaults = _table(root, "defaults")
     contacts = _contacts(root, errors, base)
     checks = _checks(root, defaults, contacts, errors, base)
-    if defaults is not None:
-        defaults.finish()
+    defaults.finish()
     root.finish()
     if errors:
         raise ConfigError(path, errors)
-    return Config(path, agent, contacts, checks)
+    return Config(path, agent, MappingProxyType(contacts), checks)
 
 
-def _agent(root: Section, base: Path) -> AgentConfig:
-    sec = root.sub("agent") or Section({}, "agent", root.errors, base)
-    sec.path = "agent"
+def _table(root: Section, key: str) -> Section:
+    """The top-level table `key`, its section named plainly `key` (not `config.key`)."""
+    value = root.value(key, {})
+    if not isinstance(value, dict):
+        root.error(key, f"must be a table ([{key}]), got {show(value)}")
+        value = {}
+    return Section(value, key, root.errors, root.base_dir)
+
+
+def _agent(sec: Section, base: Path) -> AgentConfig:
+    # systemd's StateDirectory= sets STATE_DIRECTORY, ":"-separated when it names several.
     env_state = os.environ.get("STATE_DIRECTORY", "/var/lib/onwatch").split(":")[0]
     state_dir = Path(sec.string("state_dir", env_state))
     if not state_dir.is_absolute():
@@ -131,8 +165,9 @@ def _agent(root: Section, base: Path) -> AgentConfig:
     listen = sec.string("listen", DEFAULT_LISTEN)
     hp = split_host_port(listen)
     if hp is None:
-        sec.error("listen", f'must be host:port like "127.0.0.1:9847" or "[::1]:9847", '
-                            f"got {show(listen)}")
+        if listen.strip():  # an empty one is reported by `string`
+            sec.error("listen", f'must be host:port like "127.0.0.1:9847" or "[::1]:9847", '
+                                f"got {show(listen)}")
         hp = ("127.0.0.1", 9847)
     cap = sec.integer("max_concurrency", 200, low=1, high=10000)
     level = sec.choice("log_level", ("debug", "info", "warning", "error"), "info")
@@ -149,103 +184,168 @@ def _items(root: Section, key: str) -> list[Any]:
     return value
 
 
-def _named(item: Any, key: str, i: int, errors: list[str], base: Path) -> Section | None:
+def _named(item: Any, key: str, i: int, errors: list[str], base: Path
+           ) -> tuple[Section, str] | None:
+    """The section of `[[key]]` number i and its name ("" when missing or invalid)."""
     if not isinstance(item, dict):
         errors.append(f"{key}[{i}]: must be a table, got {show(item)}")
         return None
     name = item.get("name")
-    label = f'{key}[{i}] "{name}"' if isinstance(name, str) else f"{key}[{i}]"
+    label = f"{key}[{i}] {show(name)}" if isinstance(name, str) else f"{key}[{i}]"
     sec = Section(item, label, errors, base)
     name = sec.string("name")
-    if name and not _NAME.match(name):
+    if name and not _NAME.fullmatch(name):
         sec.error("name", "must be 1-64 letters, digits, '-', '_' or '.', starting with a letter "
                           f"or digit; got {show(name)}")
-    return sec
+        name = ""
+    return sec, name
 
 
 def _contacts(root: Section, errors: list[str], base: Path) -> dict[str, Contact]:
     out: dict[str, Contact] = {}
     for i, item in enumerate(_items(root, "contacts")):
-        sec = _named(item, "contacts", i, errors, base)
-        if sec is None:
+        named = _named(item, "contacts", i, errors, base)
+        if named is None:
             continue
-        name = sec.raw.get("name", "")
-        urls = [expand_secret(sec, f"urls[{j}]", u) for j, u in enumerate(sec.string_list("urls"))]
+        sec, name = named
+        before = len(errors)
+        urls: list[str] = []
+        for j, value in enumerate(sec.string_list("urls", secret=True)):
+            url = expand_secret(sec, f"urls[{j}]", value)
+            if url is not None and _check_apprise(sec, f"urls[{j}]", url):
+                urls.append(url)
         if sec.has("urls_file"):
-            text = read_secret_file(sec, "urls_file", sec.string("urls_file"))
-            urls += [ln.strip() for ln in text.splitlines() if ln.strip() and ln[0] != "#"]
-        if not urls and not any(e.startswith(sec.path) for e in errors):
+            urls += _urls_file(sec)
+        else:
+            sec.value("urls_file")  # a known key, even when absent (for "did you mean")
+        if not urls and len(errors) == before:
             sec.error("urls", "at least one Apprise URL is needed (urls or urls_file)")
-        for j, url in enumerate(urls):
-            problem = _apprise_problem(url)
-            if problem:
-                sec.error(f"urls[{j}]", problem)
         sec.finish()
         if name in out:
-            sec.error("name", f'duplicate contact name "{name}"')
-        out[name] = Contact(name, tuple(urls))
+            sec.error("name", f"duplicate contact name {show(name)} (names must be unique)")
+        elif name:
+            out[name] = Contact(name, tuple(urls))
     return out
 
 
-def _apprise_problem(url: str) -> str | None:
+def _urls_file(sec: Section) -> list[str]:
+    """Apprise URLs from the file named by urls_file: one a line, blank lines and # comments."""
+    text = read_secret_file(sec, "urls_file", sec.string("urls_file"), strip=False)
+    urls: list[str] = []
+    for n, line in enumerate(text.splitlines(), start=1):
+        line = line.strip()
+        if line and not line.startswith("#") and _check_apprise(sec, "urls_file", line,
+                                                                 f"line {n}: "):
+            urls.append(line)
+    return urls
+
+
+def _check_apprise(sec: Section, key: str, url: str, where: str = "") -> bool:
     # Imported here: Apprise loads its plugin table on first use (~100 ms), which
     # `onwatch validate` on a config with no contacts should not pay.
     from notifiers import apprise_url_problem
 
-    return apprise_url_problem(url)
+    try:
+        problem = apprise_url_problem(url)
+    except ValueError:  # urlsplit on e.g. "json://[::1": its message would quote the URL
+        problem = "is not a valid URL"
+    if problem:
+        sec.error(key, where + problem)
+    return problem is None
 
 
-def _checks(root: Section, defaults: Section | None, contacts: Mapping[str, Contact],
-            errors: list[str], base: Path) -> tuple[CheckConfig, ...]:
-    d = defaults or Section({}, "defaults", errors, base)
-    d_interval = d.duration("interval", 60.0)
-    d_timeout = d.duration("timeout", 10.0)
-    d_confirm = d.integer("confirm", 3, low=1, high=20)
-    d_recover = d.integer("recover", 2, low=1, high=20)
-    d_recheck = d.duration("recheck_interval", 5.0)
-    d_contacts = d.string_list("contacts")
-    d_severity = d.choice("severity", SEVERITIES, "high")
-    for c in d_contacts:
+@dataclass(frozen=True)
+class _Defaults:
+    """[defaults], read once; `times_ok` is False when interval or timeout there is wrong."""
+    interval: float
+    timeout: float
+    times_ok: bool
+    confirm: int
+    recover: int
+    recheck: float
+    contacts: tuple[str, ...]
+    severity: str
+
+
+def _defaults(d: Section, contacts: Mapping[str, Contact]) -> _Defaults:
+    before = len(d.errors)
+    interval = d.duration("interval", 60.0)
+    timeout = d.duration("timeout", 10.0)
+    times_ok = len(d.errors) == before
+    if times_ok and timeout >= interval:
+        d.error("timeout", f"must be shorter than the interval ({format_duration(timeout)} "
+                           f">= {format_duration(interval)})")
+        times_ok = False
+    confirm = d.integer("confirm", 3, low=1, high=20)
+    recover = d.integer("recover", 2, low=1, high=20)
+    recheck = d.duration("recheck_interval", 5.0)
+    names = d.string_list("contacts")
+    _check_contacts(d, names, contacts)
+    severity = d.choice("severity", SEVERITIES, "high")
+    return _Defaults(interval, timeout, times_ok, confirm, recover, recheck, names, severity)
+
+
+def _check_contacts(sec: Section, names: tuple[str, ...], contacts: Mapping[str, Contact]
+                    ) -> None:
+    for c in names:
         if c not in contacts:
-            d.error("contacts", f'no contact named "{c}" (define it under [[contacts]])')
+            sec.error("contacts", f"no contact named {show(c)} (define it under [[contacts]])")
+
+
+def _checks(root: Section, defaults: Section, contacts: Mapping[str, Contact],
+            errors: list[str], base: Path) -> tuple[CheckConfig, ...]:
+    d = _defaults(defaults, contacts)
     out: list[CheckConfig] = []
     seen: set[str] = set()
     for i, item in enumerate(_items(root, "checks")):
-        sec = _named(item, "checks", i, errors, base)
-        if sec is None:
+        named = _named(item, "checks", i, errors, base)
+        if named is None:
             continue
-        name = sec.raw.get("name", "")
+        sec, name = named
         if name in seen:
-            sec.error("name", f'duplicate check name "{name}" (names must be unique)')
-        seen.add(name)
+            sec.error("name", f"duplicate check name {show(name)} (names must be unique)")
+        elif name:
+            seen.add(name)
         kind_name = sec.string("type")
-        interval = sec.duration("interval", d_interval)
-        timeout = sec.duration("timeout", d_timeout)
-        if timeout >= interval and not _has_error(errors, sec.path):
-            sec.error("timeout", f"must be shorter than the interval ({format_duration(timeout)} "
-                                 f">= {format_duration(interval)})")
-        confirm = sec.integer("confirm", d_confirm, low=1, high=20)
-        recover = sec.integer("recover", d_recover, low=1, high=20)
-        recheck = sec.duration("recheck_interval", d_recheck)
-        check_contacts = sec.string_list("contacts", d_contacts)
-        for c in check_contacts:
-            if c not in contacts:
-                sec.error("contacts", f'no contact named "{c}" (define it under [[contacts]])')
-        severity = sec.choice("severity", SEVERITIES, d_severity)
+        interval, timeout = _times(sec, d)
+        confirm = sec.integer("confirm", d.confirm, low=1, high=20)
+        recover = sec.integer("recover", d.recover, low=1, high=20)
+        recheck = sec.duration("recheck_interval", d.recheck)
+        check_contacts = sec.string_list("contacts", d.contacts)
+        if sec.has("contacts"):  # inherited ones were checked once, in [defaults]
+            _check_contacts(sec, check_contacts, contacts)
+        severity = sec.choice("severity", SEVERITIES, d.severity)
         description = sec.string("description", "", nonempty=False)
         kind = KINDS.get(kind_name)
         spec: Any = None
         if kind is None and kind_name:
-            sec.error("type", f"unknown check type {show(kind_name)}; known: {', '.join(sorted(KINDS))}")
+            sec.error("type", f"unknown check type {show(kind_name)}; "
+                              f"known: {', '.join(sorted(KINDS))}")
         elif kind is not None:
             spec = kind.parse(sec)
-        if kind is not None:
-            sec.finish()
+            sec.finish()  # without a known type, which keys belong is unknown
         out.append(CheckConfig(name, kind_name, interval, timeout, confirm, recover, recheck,
                                check_contacts, severity, description, spec))
     return tuple(out)
 
 
-def _has_error(errors: list[str], path: str) -> bool:
-    return any(e.startswith(path + ": interval") or e.startswith(path + ": timeout")
-               for e in errors)
+def _times(sec: Section, d: _Defaults) -> tuple[float, float]:
+    """interval and timeout of one check; the timeout must be shorter than the interval.
+
+    Only reported here when the check sets one of them itself: a conflict
+    between the two defaults is reported once, under [defaults].
+    """
+    before = len(sec.errors)
+    interval = sec.duration("interval", d.interval)
+    timeout = sec.duration("timeout", d.timeout)
+    own_i, own_t = sec.has("interval"), sec.has("timeout")
+    if (len(sec.errors) > before or not (own_i or own_t) or timeout < interval
+            or (not (own_i and own_t) and not d.times_ok)):
+        return interval, timeout
+    t, i = format_duration(timeout), format_duration(interval)
+    if own_t:
+        sec.error("timeout", f"must be shorter than the interval ({t} >= {i}"
+                             f"{'' if own_i else ' from [defaults]'})")
+    else:
+        sec.error("interval", f"must be longer than the timeout ({i} <= {t} from [defaults])")
+    return interval, timeout

@@ -6,18 +6,24 @@ Each reader returns a usable value (the default on error) and appends
 over a config reports every problem at once. `finish()` reports the keys no
 reader asked for: a typo must never be accepted silently.
 
+Secrets (`secret=True` readers, `secret()`) are never quoted back in an
+error: a message says what kind of value was found, not the value.
+
 Pure: no I/O except `secret_file` reads and `${ENV}` expansion, which are
 part of reading a value.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import difflib
+import json
 import os
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 _DURATION_PART: Final = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNITS: Final = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -26,6 +32,7 @@ _SIZE_UNITS: Final = {
     None: 1, "B": 1, "KB": 1000, "KiB": 1024, "MB": 10**6, "MiB": 2**20, "GB": 10**9, "GiB": 2**30,
 }
 _ENV: Final = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_BARE_KEY: Final = re.compile(r"[A-Za-z0-9_-]+")
 
 
 class _Missing:
@@ -50,24 +57,49 @@ def parse_duration(text: str) -> float | None:
 
 
 def format_duration(seconds: float) -> str:
+    """5400 -> '1h30m', 90 -> '1m30s', 0.25 -> '250ms': exact, and parseable back."""
     if seconds < 1:
-        return f"{seconds * 1000:.0f}ms"
-    if seconds < 120:
-        return f"{seconds:g}s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f}m"
-    return f"{seconds / 3600:.1f}h"
+        return f"{seconds * 1000:g}ms"
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [f"{hours:.0f}h" if hours else "", f"{minutes:.0f}m" if minutes else "",
+             f"{round(secs, 3):g}s" if secs else ""]
+    return "".join(parts)
 
 
 def show(value: Any) -> str:
     """How a wrong value is quoted back in an error: as the user wrote it in TOML."""
     if isinstance(value, str):
-        return f'"{value}"'
+        return json.dumps(value, ensure_ascii=False)
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, dict):
         return "a table"
+    if isinstance(value, list):
+        return "[" + ", ".join(show(v) for v in value) + "]"
+    if isinstance(value, dt.date | dt.time):
+        return value.isoformat()
     return repr(value)
+
+
+def kind_of_value(value: Any) -> str:
+    """What a value is, without showing it (for secrets): 'a string', 'a number' ..."""
+    if isinstance(value, bool):
+        return "true or false"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "a table"
+    return "a date or time"
+
+
+def show_key(key: str) -> str:
+    """A key as TOML would need it written: bare when it can be, quoted otherwise."""
+    return key if _BARE_KEY.fullmatch(key) else show(key)
 
 
 def expand_env(value: str) -> tuple[str, list[str]]:
@@ -85,7 +117,8 @@ def expand_env(value: str) -> tuple[str, list[str]]:
 
 
 class Section:
-    def __init__(self, raw: Mapping[str, Any], path: str, errors: list[str], base_dir: Path) -> None:
+    def __init__(self, raw: Mapping[str, Any], path: str, errors: list[str], base_dir: Path
+                 ) -> None:
         self.raw = raw
         self.path = path
         self.errors = errors
@@ -108,6 +141,7 @@ class Section:
         return self.raw.get(key, default)
 
     def sub(self, key: str) -> Section | None:
+        """The table under `key` (an empty one when absent); None, and an error, if not a table."""
         value = self._get(key)
         if value is MISSING:
             return Section({}, f"{self.path}.{key}", self.errors, self.base_dir)
@@ -116,7 +150,8 @@ class Section:
             return None
         return Section(value, f"{self.path}.{key}", self.errors, self.base_dir)
 
-    def string(self, key: str, default: str | _Missing = MISSING, *, nonempty: bool = True) -> str:
+    def string(self, key: str, default: str | _Missing = MISSING, *, nonempty: bool = True,
+               secret: bool = False) -> str:
         value = self._get(key)
         if value is MISSING:
             if isinstance(default, _Missing):
@@ -124,7 +159,8 @@ class Section:
                 return ""
             return default
         if not isinstance(value, str):
-            self.error(key, f"must be a string, got {show(value)}")
+            got = kind_of_value(value) if secret else show(value)
+            self.error(key, f"must be a string, got {got}")
             return default if isinstance(default, str) else ""
         if nonempty and not value.strip():
             self.error(key, "must not be empty")
@@ -137,11 +173,13 @@ class Section:
         return self.string(key)
 
     def choice(self, key: str, choices: Sequence[str], default: str) -> str:
-        value = self.string(key, default)
+        value = self._get(key)
+        if value is MISSING:
+            return default
         if value not in choices:
             self.error(key, f"must be one of {', '.join(choices)}; got {show(value)}")
             return default
-        return value
+        return str(value)
 
     def boolean(self, key: str, default: bool) -> bool:
         value = self._get(key)
@@ -163,11 +201,13 @@ class Section:
         if isinstance(value, bool) or not isinstance(value, int):
             self.error(key, f"must be a whole number, got {show(value)}")
             return fallback
-        if low is not None and value < low:
-            self.error(key, f"must be >= {low}, got {value}")
+        too_low, too_high = low is not None and value < low, high is not None and value > high
+        if (too_low or too_high) and low is not None and high is not None:
+            self.error(key, f"must be between {low} and {high}, got {value}")
             return fallback
-        if high is not None and value > high:
-            self.error(key, f"must be <= {high}, got {value}")
+        if too_low or too_high:
+            self.error(key, f"must be >= {low}, got {value}" if too_low
+                       else f"must be <= {high}, got {value}")
             return fallback
         return value
 
@@ -206,21 +246,30 @@ class Section:
             return default
         return int(float(m.group(1)) * _SIZE_UNITS[m.group(2)])
 
-    def string_list(self, key: str, default: Sequence[str] = ()) -> tuple[str, ...]:
+    def string_list(self, key: str, default: Sequence[str] = (), *, secret: bool = False
+                    ) -> tuple[str, ...]:
+        """A list of strings; one string alone is taken as a list of one."""
         value = self._get(key)
         if value is MISSING:
             return tuple(default)
         if isinstance(value, str):
             value = [value]
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            self.error(key, f"must be a list of strings, got {show(value)}")
+        if not isinstance(value, list):
+            got = kind_of_value(value) if secret else show(value)
+            self.error(key, f"must be a list of strings, got {got}")
             return tuple(default)
+        for i, item in enumerate(value):
+            if not isinstance(item, str):
+                got = kind_of_value(item) if secret else show(item)
+                self.error(key, f"must be a list of strings, but {key}[{i}] is {got}")
+                return tuple(default)
         return tuple(value)
 
     def url(self, key: str, schemes: Sequence[str], default: str | _Missing = MISSING) -> str:
         value = self.string(key, default)
-        if value and bad_url(value, schemes):
-            self.error(key, f"{bad_url(value, schemes)}, got {show(value)}")
+        problem = bad_url(value, schemes) if value else None
+        if problem:
+            self.error(key, f"{problem}, got {show(_hide_password(value))}")
         return value
 
     def table_of_strings(self, key: str) -> dict[str, str]:
@@ -235,64 +284,93 @@ class Section:
     def secret(self, key: str) -> str | None:
         """A secret from `key` (with `${ENV}` expansion) or from the file named by `key_file`."""
         file_key = f"{key}_file"
-        if key in self.raw and file_key in self.raw:
-            self.error(None, f"give either {key} or {file_key}, not both")
-        if file_key in self.raw:
-            name = self.string(file_key)
-            return read_secret_file(self, file_key, name)
-        if key in self.raw:
-            return expand_secret(self, key, self.string(key))
         self._used.update((key, file_key))
+        if key in self.raw and file_key in self.raw:
+            self.error(key, f"give either {key} or {file_key}, not both")
+            return None
+        if file_key in self.raw:
+            return read_secret_file(self, file_key, self.string(file_key))
+        if key in self.raw:
+            return expand_secret(self, key, self.string(key, secret=True))
         return None
 
     def finish(self) -> None:
+        """Report every key that no reader asked for, with the nearest known key as a hint."""
         for key in self.raw:
             if key not in self._used:
-                self.error(None, f"unknown key {show(key)}")
+                near = difflib.get_close_matches(key, sorted(self._used), n=1, cutoff=0.7)
+                hint = f' (did you mean "{near[0]}"?)' if near else ""
+                self.error(show_key(key), f"unknown key{hint}")
 
 
-def expand_secret(sec: Section, key: str, value: str) -> str:
+def expand_secret(sec: Section, key: str, value: str) -> str | None:
+    """`value` with `${ENV}` replaced; None, and an error per variable, when one is not set."""
     text, missing = expand_env(value)
     for name in missing:
         sec.error(key, f"environment variable {name} is not set")
-    return text
+    return None if missing else text
 
 
-def read_secret_file(sec: Section, key: str, name: str) -> str:
+def read_secret_file(sec: Section, key: str, name: str, *, strip: bool = True) -> str:
+    """The text of `name` (relative to the config's directory); "" and an error if unreadable."""
+    if not name.strip():
+        return ""  # the reader of `key` has reported it
     path = Path(name) if Path(name).is_absolute() else sec.base_dir / name
     try:
-        return path.read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        sec.error(key, f"cannot read secret file {path}: {exc.strerror or exc}")
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not UTF-8 text"
+        sec.error(key, f"cannot read {path}: {why}")
         return ""
+    return text.strip() if strip else text
+
+
+def _hide_password(url: str) -> str:
+    """`url` with the password of `user:password@` replaced, for quoting it in an error."""
+    return re.sub(r"(//[^/@:]*:)[^/@]*@", r"\1***@", url)
 
 
 def bad_url(value: str, schemes: Sequence[str]) -> str | None:
     """Why `value` is not an absolute URL with one of `schemes`, or None."""
+    if any(c.isspace() for c in value):
+        return "must not contain spaces"
     try:
         parts = urlsplit(value)
-        port = parts.port  # raises on a bad port
     except ValueError as exc:
         return f"is not a valid URL ({exc})"
     if parts.scheme not in schemes:
         return f"must be a URL starting with {' or '.join(s + '://' for s in schemes)}"
     if not parts.hostname:
         return "must name a host"
-    if port == 0:
-        return "must not use port 0"
+    if not _port_ok(parts):
+        return "must have a port between 1 and 65535 after the host"
     return None
+
+
+def _port_ok(parts: SplitResult) -> bool:
+    try:
+        port = parts.port
+    except ValueError:  # not a number, or out of range
+        return False
+    if port is None:
+        return not parts.netloc.endswith(":")
+    return 1 <= port <= 65535
 
 
 def split_host_port(value: str) -> tuple[str, int] | None:
     """'127.0.0.1:9847' or '[::1]:9847' -> (host, port); None when malformed.
 
-    Uses URL parsing, never `split(":")`, so IPv6 literals work.
+    Uses URL parsing, never `split(":")`, so IPv6 literals work. Port 0 is
+    allowed: it asks the system for a free port (tests use it).
     """
+    if any(c.isspace() for c in value):
+        return None
     try:
         parts = urlsplit("//" + value)
         port = parts.port
     except ValueError:
         return None
-    if parts.hostname is None or port is None or parts.path or parts.query or parts.username:
+    if (parts.hostname is None or port is None or parts.path or parts.query or parts.fragment
+            or parts.username is not None):
         return None
     return parts.hostname, port

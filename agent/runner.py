@@ -58,9 +58,10 @@ class Runner:
                 continue
             if self.config.check(inc.check) is None:
                 # The check was removed from the config: nothing will ever resolve it.
-                self._apply(incidents.resolve(
-                    inc, now=now, actor="onwatch",
-                    note=f"check {inc.check} is no longer in the configuration"), None)
+                note = f"check {inc.check} is no longer in the configuration"
+                gone = incidents.resolve(inc, now=now, actor="onwatch", note=note)
+                if gone is not None:
+                    self._apply(gone, None)
                 continue
             self._open[inc.check] = inc
             self._states[inc.check] = restored_down(inc.started_at)

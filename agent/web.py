@@ -22,7 +22,8 @@ from agent.runner import Runner
 log = structlog.get_logger(__name__)
 
 RUNNER_KEY = web.AppKey("runner", Runner)
-INBOX_KEY = web.AppKey("inbox", collections.deque[tuple[float, str, str]])
+Inbox = collections.deque[tuple[float, str, str]]
+INBOX_KEY: web.AppKey[Inbox] = web.AppKey("inbox")
 INBOX_SIZE = 100
 STOPPING_KEY = web.AppKey("stopping", list[bool])
 
@@ -73,11 +74,12 @@ async def inbox_post(request: web.Request) -> web.Response:
 
 
 async def inbox_get(request: web.Request) -> web.Response:
+    inbox: Inbox = request.app[INBOX_KEY]
     items = "".join(
         f"<article><h3>{html.escape(t)}</h3><small>received "
         f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(at))}</small>"
         f"<pre>{html.escape(b)}</pre></article>"
-        for at, t, b in reversed(request.app[INBOX_KEY])
+        for at, t, b in reversed(inbox)
     ) or "<p>No notifications yet.</p>"
     page = (f"<!doctype html><html><head><meta charset=utf-8><title>onwatch inbox</title>"
             f"<meta http-equiv=refresh content=10></head><body><h1>onwatch inbox</h1>"

@@ -126,9 +126,9 @@ async def run_with_deadline(probe: Probe, spec: Any, ctx: ProbeContext, timeout:
         async with asyncio.timeout(timeout):
             return await probe(spec, ctx)
     except TimeoutError:
-        return CheckResult.failure(
-            ErrorKind.TIMEOUT, f"no complete answer within {timeout:g}s", time.perf_counter() - started
-        )
+        took = time.perf_counter() - started
+        return CheckResult.failure(ErrorKind.TIMEOUT, f"no complete answer within {timeout:g}s",
+                                   took)
     except Exception as exc:  # a probe bug: keep the check alive and say so
         log.exception("probe_crashed", probe=getattr(probe, "__module__", "?"))
         return CheckResult.failure(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -87,10 +88,8 @@ class AgentProcess:
         while line := await self.proc.stderr.readline():
             text = line.decode(errors="replace").rstrip()
             self.raw_log.append(text)
-            try:
+            with contextlib.suppress(ValueError):
                 self.log_lines.append(json.loads(text))
-            except ValueError:
-                pass
 
     def events(self, name: str) -> list[dict[str, Any]]:
         return [e for e in self.log_lines if e.get("event") == name]

@@ -32,7 +32,6 @@ _SIZE_UNITS: Final = {
     None: 1, "B": 1, "KB": 1000, "KiB": 1024, "MB": 10**6, "MiB": 2**20, "GB": 10**9, "GiB": 2**30,
 }
 _ENV: Final = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-_BARE_KEY: Final = re.compile(r"[A-Za-z0-9_-]+")
 
 
 class _Missing:
@@ -95,11 +94,6 @@ def kind_of_value(value: Any) -> str:
     if isinstance(value, dict):
         return "a table"
     return "a date or time"
-
-
-def show_key(key: str) -> str:
-    """A key as TOML would need it written: bare when it can be, quoted otherwise."""
-    return key if _BARE_KEY.fullmatch(key) else show(key)
 
 
 def expand_env(value: str) -> tuple[str, list[str]]:
@@ -300,7 +294,7 @@ class Section:
             if key not in self._used:
                 near = difflib.get_close_matches(key, sorted(self._used), n=1, cutoff=0.7)
                 hint = f' (did you mean "{near[0]}"?)' if near else ""
-                self.error(show_key(key), f"unknown key{hint}")
+                self.error(None, f"unknown key {show(key)}{hint}")
 
 
 def expand_secret(sec: Section, key: str, value: str) -> str | None:

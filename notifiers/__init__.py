@@ -39,7 +39,10 @@ def _instantiate(url: str) -> object | None:
 
 def apprise_url_problem(url: str) -> str | None:
     """Why Apprise cannot use `url`, or None. Never echoes the URL (it may hold a token)."""
-    scheme = urlsplit(url).scheme if "://" in url else ""
+    try:
+        scheme = urlsplit(url).scheme if "://" in url else ""
+    except ValueError:
+        return "is not a valid URL"
     if not scheme:
         return 'is not an Apprise URL (expected "scheme://...", e.g. "json://host/path")'
     if _instantiate(url) is None:

@@ -1,0 +1,297 @@
+"""The tcp probe against real `asyncio.start_server` listeners on 127.0.0.1 port 0.
+
+Every probe runs under `run_with_deadline`, as the scheduler runs it, so a probe that
+hangs shows up as a failed assertion on a `timeout` result, not as a stuck test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from agent.fields import Section
+from checks import tcp
+from checks.base import CheckResult, ErrorKind, ProbeContext, run_with_deadline
+from checks.tcp import TcpSpec
+
+# An unclosed socket is collected with a ResourceWarning (StreamWriter.__del__ closes
+# it): make that an error, or a probe that forgets to close would pass the leak test.
+pytestmark = pytest.mark.filterwarnings("error::ResourceWarning")
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+Serve = Callable[[Handler], Awaitable[int]]
+
+
+class Seen:
+    """What the server side observed."""
+
+    def __init__(self) -> None:
+        self.received = bytearray()
+        self.client_gone = asyncio.Event()
+        self.written = 0
+
+
+@pytest.fixture
+async def serve() -> AsyncIterator[Serve]:
+    """Start a TCP server with `handler` on 127.0.0.1:0; returns its port."""
+    servers: list[asyncio.Server] = []
+
+    async def start(handler: Handler) -> int:
+        server = await asyncio.start_server(handler, "127.0.0.1", 0)
+        servers.append(server)
+        return int(server.sockets[0].getsockname()[1])
+
+    yield start
+    for server in servers:
+        server.close()
+        await server.wait_closed()
+
+
+@pytest.fixture
+def seen() -> Seen:
+    return Seen()
+
+
+@pytest.fixture
+async def ctx() -> AsyncIterator[ProbeContext]:
+    context = ProbeContext()
+    yield context
+    await context.close()
+
+
+async def check(spec: TcpSpec, ctx: ProbeContext, timeout: float = 10.0) -> CheckResult:
+    return await run_with_deadline(tcp.probe, spec, ctx, timeout)
+
+
+def free_port() -> int:
+    """A port nobody listens on: bound once by us, then released."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def pos_terminal(seen: Seen, answer: bytes, *, hang_after: bool = True) -> Handler:
+    """Reads one line, answers `answer`, then (by default) waits for the client to leave."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            seen.received += await reader.readline()
+            # Two writes, so a client that stops at the first read may miss the match.
+            writer.write(answer[:2])
+            await writer.drain()
+            writer.write(answer[2:])
+            await writer.drain()
+            if hang_after:
+                await reader.read()  # b"" once the probe closes its side
+                seen.client_gone.set()
+        finally:
+            writer.close()
+
+    return handle
+
+
+async def closes_at_once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    writer.close()
+
+
+async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Never says a word; closes its side once the client has gone."""
+    await reader.read()
+    writer.close()
+
+
+# --- probing ------------------------------------------------------------------------------
+
+
+async def test_connect_only(serve: Serve, ctx: ProbeContext) -> None:
+    port = await serve(closes_at_once)
+    result = await check(TcpSpec("127.0.0.1", port), ctx)
+    assert result.ok, result.reason
+    assert result.reason == "connected"
+    assert result.latency_s > 0
+
+
+async def test_refused(ctx: ProbeContext) -> None:
+    port = free_port()
+    result = await check(TcpSpec("127.0.0.1", port), ctx)
+    assert result.error_kind is ErrorKind.CONNECT
+    assert result.reason == f"connection refused by 127.0.0.1:{port}"
+
+
+async def test_send_and_expect(serve: Serve, ctx: ProbeContext, seen: Seen) -> None:
+    port = await serve(pos_terminal(seen, b"PONG ready\r\n"))
+    result = await check(TcpSpec("127.0.0.1", port, send=b"PING\r\n", expect=b"PONG"), ctx)
+    # The server keeps its side open: the probe must stop at the match, not wait for EOF.
+    assert result.ok, result.reason
+    assert result.reason == "got b'PONG'"
+    assert 4 <= result.observations["bytes_read"] <= 12
+    assert seen.received == b"PING\r\n"
+    await asyncio.wait_for(seen.client_gone.wait(), 5)  # and it closed its socket
+
+
+async def test_expect_mismatch(serve: Serve, ctx: ProbeContext, seen: Seen) -> None:
+    port = await serve(pos_terminal(seen, b"ERR busy\r\n", hang_after=False))
+    result = await check(TcpSpec("127.0.0.1", port, send=b"PING\r\n", expect=b"PONG"), ctx)
+    assert result.error_kind is ErrorKind.ASSERTION
+    assert result.reason == (
+        "expected b'PONG' not in the 10 bytes the server sent (it began b'ERR busy\\r\\n')"
+    )
+    assert result.observations["bytes_read"] == 10
+
+
+async def test_server_closes_without_a_word(serve: Serve, ctx: ProbeContext) -> None:
+    port = await serve(closes_at_once)
+    result = await check(TcpSpec("127.0.0.1", port, expect=b"220 "), ctx)
+    assert result.error_kind is ErrorKind.PROTOCOL
+    assert result.reason == f"127.0.0.1:{port} closed the connection without sending anything"
+
+
+async def test_hang_is_a_timeout_and_the_socket_is_closed(serve: Serve, ctx: ProbeContext,
+                                                          seen: Seen) -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen.received += await reader.readexactly(6)
+        await reader.read()  # returns b"" only when the probe closes its side
+        seen.client_gone.set()
+        writer.close()
+
+    port = await serve(silent)
+    started = time.perf_counter()
+    spec = TcpSpec("127.0.0.1", port, send=b"HELLO\n", expect=b"OK")
+    result = await run_with_deadline(tcp.probe, spec, ctx, 0.3)
+    assert result.error_kind is ErrorKind.TIMEOUT
+    assert time.perf_counter() - started < 5
+    await asyncio.wait_for(seen.client_gone.wait(), 5)
+    assert seen.received == b"HELLO\n"
+
+
+async def test_timeout_while_sending_to_a_peer_that_never_reads(serve: Serve, ctx: ProbeContext,
+                                                                 seen: Seen) -> None:
+    """A full send buffer must not keep a cancelled probe (or its socket) alive: a graceful
+    close would wait for the peer to read, forever, after the deadline already fired."""
+    start_reading = asyncio.Event()
+
+    async def deaf(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await start_reading.wait()
+        while await reader.read(1 << 20):  # bounded: the client sent a finite amount
+            pass
+        seen.client_gone.set()
+        writer.close()
+
+    port = await serve(deaf)
+    spec = TcpSpec("127.0.0.1", port, send=b"x" * (64 << 20), expect=b"OK")
+    result = await asyncio.wait_for(run_with_deadline(tcp.probe, spec, ctx, 0.3), 5)
+    assert result.error_kind is ErrorKind.TIMEOUT
+    start_reading.set()
+    await asyncio.wait_for(seen.client_gone.wait(), 5)
+
+
+async def endless(seen: Seen, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+                  ) -> None:
+    """Streams up to 100 MB of noise, until the client goes away."""
+    chunk = b"z" * 65536
+    try:
+        for _ in range(1600):
+            writer.write(chunk)
+            await writer.drain()
+            seen.written += len(chunk)
+    except ConnectionError:
+        pass  # the client hung up: that is the point
+    finally:
+        seen.client_gone.set()
+        writer.close()
+
+
+async def test_max_read_bounds_an_endless_stream(serve: Serve, ctx: ProbeContext,
+                                                 seen: Seen) -> None:
+    port = await serve(lambda r, w: endless(seen, r, w))
+    spec = TcpSpec("127.0.0.1", port, expect=b"READY", max_read=64 * 1024)
+    result = await check(spec, ctx)
+    assert result.error_kind is ErrorKind.ASSERTION
+    assert result.reason.startswith(
+        "expected b'READY' not in the first 65536 bytes the server sent (it began b'zzz")
+    assert result.observations["bytes_read"] == 64 * 1024
+    await asyncio.wait_for(seen.client_gone.wait(), 5)
+    assert seen.written < 20 * 1024 * 1024  # far less than the 100 MB on offer
+
+
+async def test_no_leaked_sockets(serve: Serve, ctx: ProbeContext, seen: Seen) -> None:
+    ports = {
+        "pong": await serve(pos_terminal(Seen(), b"PONG\r\n")),
+        "err": await serve(pos_terminal(Seen(), b"ERR\r\n", hang_after=False)),
+        "close": await serve(closes_at_once),
+        "endless": await serve(lambda r, w: endless(Seen(), r, w)),
+        "silent": await serve(silent),
+    }
+    me = psutil.Process()
+
+    def client_sockets() -> list[Any]:
+        return [c for c in me.net_connections(kind="tcp")
+                if c.raddr and c.raddr.port in ports.values()]
+
+    fds_before = me.num_fds()
+    kinds = []
+    for _ in range(5):
+        for spec, timeout in [
+            (TcpSpec("127.0.0.1", ports["pong"], send=b"PING\n", expect=b"PONG"), 10.0),
+            (TcpSpec("127.0.0.1", ports["err"], send=b"PING\n", expect=b"PONG"), 10.0),
+            (TcpSpec("127.0.0.1", ports["close"], expect=b"PONG"), 10.0),
+            (TcpSpec("127.0.0.1", ports["endless"], expect=b"PONG", max_read=4096), 10.0),
+            (TcpSpec("127.0.0.1", ports["silent"], send=b"x", expect=b"PONG"), 0.05),
+            (TcpSpec("127.0.0.1", free_port()), 10.0),
+        ]:
+            kinds.append((await check(spec, ctx, timeout)).error_kind)
+    assert kinds[:6] == [None, ErrorKind.ASSERTION, ErrorKind.PROTOCOL, ErrorKind.ASSERTION,
+                         ErrorKind.TIMEOUT, ErrorKind.CONNECT]
+    await eventually(lambda: not client_sockets(), "client sockets still open")
+    await eventually(lambda: me.num_fds() <= fds_before, "file descriptors leaked")
+
+
+# --- config -------------------------------------------------------------------------------
+
+
+def parse(raw: dict[str, Any]) -> tuple[TcpSpec, list[str]]:
+    errors: list[str] = []
+    sec = Section(raw, "checks[1]", errors, Path("."))
+    spec = tcp.parse(sec)
+    sec.finish()
+    return spec, errors
+
+
+def test_parse_every_key() -> None:
+    spec, errors = parse({"host": "::1", "port": 9100, "send": "PING\r\n", "expect": "PONG",
+                          "max_read": "4KiB"})
+    assert errors == []
+    assert spec == TcpSpec("::1", 9100, b"PING\r\n", b"PONG", 4096)
+    assert tcp.target(spec) == "[::1]:9100"
+
+
+@pytest.mark.parametrize(
+    ("raw", "error"),
+    [
+        ({"host": "pos", "port": 0}, "checks[1]: port: "),
+        ({"host": "pos", "port": 70000}, "checks[1]: port: "),
+        ({"host": "pos", "port": "9100"}, 'checks[1]: port: must be a whole number, got "9100"'),
+        ({"port": 9100}, "checks[1]: host: is required"),
+        ({"host": "pos", "port": 1, "send": 7}, "checks[1]: send: must be a string, got 7"),
+        ({"host": "pos", "port": 1, "max_read": "lots"}, "checks[1]: max_read: must be a size"),
+    ],
+)
+def test_parse_errors(raw: dict[str, Any], error: str) -> None:
+    _, errors = parse(raw)
+    assert len(errors) == 1 and errors[0].startswith(error), errors
+
+
+async def eventually(condition: Callable[[], bool], what: str, limit: float = 5.0) -> None:
+    """Poll a condition that the event loop makes true soon (bounded in time and count)."""
+    for _ in range(int(limit / 0.01)):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(what)

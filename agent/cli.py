@@ -1,15 +1,20 @@
-"""`onwatch` command line: run, validate, check, incidents, show.
+"""`onwatch` command line: run, validate, check, incidents, show, ack, resolve, note, declare.
 
 Exit codes: 0 success (a `check` that passed), 1 a check that failed or a
 runtime problem, 2 a configuration or start-up problem (each named).
-`incidents` and `show` read the store directly (read-only, WAL), so they work
-whether or not the daemon is running.
+Reads (`incidents`, `show`) open the store directly, read-only (WAL), so they
+work whether or not the daemon runs. Changes (`ack`, `resolve`, `note`,
+`declare`) go through the running daemon's API, because the daemon is the
+store's one writer and must stop or start escalation at once; it finds the
+daemon's address in `<state_dir>/agent.addr` and its token in the config or
+`<state_dir>/api.token`.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -22,6 +27,7 @@ if TYPE_CHECKING:
     from agent.store.sqlite import Store
 
 EXIT_OK, EXIT_FAIL, EXIT_CONFIG = 0, 1, 2
+DEFAULT_CONFIG = "/etc/onwatch/config.toml"
 
 
 def _load(path: str) -> Config | None:
@@ -151,20 +157,100 @@ def cmd_show(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _api(cfg: Config, method: str, path: str, body: dict[str, object] | None = None
+         ) -> tuple[int, dict[str, object]]:
+    """Call the running agent's API; mutations go through the daemon, the one writer."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    state = cfg.agent.state_dir
+    try:
+        address = (state / "agent.addr").read_text().strip()
+        token = cfg.agent.api_token or (state / "api.token").read_text().strip()
+    except OSError:
+        raise SystemExit(f"onwatch: the agent for {cfg.source} has not been started "
+                         f"(no {state}/agent.addr); start it with `onwatch run`") from None
+    req = urllib.request.Request(
+        f"http://{address}{path}", method=method,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        try:
+            return exc.code, json.loads(exc.read())
+        except ValueError:
+            return exc.code, {"error": exc.reason}
+    except (urllib.error.URLError, OSError) as exc:
+        raise SystemExit(f"onwatch: the agent at {address} does not answer ({exc}); "
+                         "is `onwatch run` running?") from None
+
+
+def _act(args: argparse.Namespace, path: str, body: dict[str, object], done: str) -> int:
+    cfg = _load(args.config)
+    if cfg is None:
+        return EXIT_CONFIG
+    status, answer = _api(cfg, "POST", path, body)
+    if status >= 400:
+        print(f"onwatch: {answer.get('error', status)}", file=sys.stderr)
+        return EXIT_FAIL
+    print(done.format(**answer))
+    return EXIT_OK
+
+
+def _me() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "cli"
+
+
+def cmd_ack(args: argparse.Namespace) -> int:
+    return _act(args, f"/api/v1/incidents/{args.id}/ack", {"by": args.by or _me(), "via": "cli"},
+                "incident #{id} acknowledged by {acknowledged_by}")
+
+
+def cmd_resolve(args: argparse.Namespace) -> int:
+    return _act(args, f"/api/v1/incidents/{args.id}/resolve",
+                {"by": args.by or _me(), "cause": args.cause, "fix": args.fix},
+                "incident #{id} resolved by {resolved_by}")
+
+
+def cmd_note(args: argparse.Namespace) -> int:
+    return _act(args, f"/api/v1/incidents/{args.id}/notes",
+                {"by": args.by or _me(), "text": " ".join(args.text)},
+                "note added to incident #{id}")
+
+
+def cmd_declare(args: argparse.Namespace) -> int:
+    body: dict[str, object] = {"title": args.title, "severity": args.severity,
+                               "by": args.by or _me(), "reason": args.reason}
+    if args.policy:
+        body["policy"] = args.policy
+    return _act(args, "/api/v1/incidents", body,
+                "declared incident #{id} ({severity}, policy {policy})")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="onwatch", description="Monitoring agent with escalation.")
     sub = p.add_subparsers(dest="command", required=True)
 
-    def with_config(name: str, help_: str) -> argparse.ArgumentParser:
+    def with_config(name: str, help_: str, positional: bool = False) -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=help_)
-        sp.add_argument("config_pos", nargs="?", metavar="CONFIG")
-        sp.add_argument("--config", "-c", dest="config_opt", metavar="PATH")
+        if positional:
+            sp.add_argument("config_pos", nargs="?", metavar="CONFIG")
+        sp.add_argument("--config", "-c", dest="config_opt", metavar="PATH",
+                        help=f"config file (default: $ONWATCH_CONFIG or {DEFAULT_CONFIG})")
         return sp
 
     with_config("run", "run the agent").set_defaults(func=cmd_run)
-    with_config("validate", "check a config file and report every problem").set_defaults(
-        func=cmd_validate)
-    sp = with_config("check", "run one check once and print its result")
+    with_config("validate", "check a config file and report every problem",
+                positional=True).set_defaults(func=cmd_validate)
+    sp = with_config("check", "run one check once and print its result", positional=True)
     sp.add_argument("name")
     sp.set_defaults(func=cmd_check)
     sp = with_config("incidents", "list incidents from the store")
@@ -174,16 +260,35 @@ def build_parser() -> argparse.ArgumentParser:
     sp = with_config("show", "show one incident and its timeline")
     sp.add_argument("id", type=int)
     sp.set_defaults(func=cmd_show)
+    sp = with_config("ack", "acknowledge an incident (stops its escalation)")
+    sp.add_argument("id", type=int)
+    sp.add_argument("--by", help="who acknowledges (default: your user name)")
+    sp.set_defaults(func=cmd_ack)
+    sp = with_config("resolve", "resolve an incident with its cause and fix")
+    sp.add_argument("id", type=int)
+    sp.add_argument("--cause", default="")
+    sp.add_argument("--fix", default="")
+    sp.add_argument("--by")
+    sp.set_defaults(func=cmd_resolve)
+    sp = with_config("note", "add a note to an incident's timeline")
+    sp.add_argument("id", type=int)
+    sp.add_argument("text", nargs="+")
+    sp.add_argument("--by")
+    sp.set_defaults(func=cmd_note)
+    sp = with_config("declare", "open an incident by hand (what no check can see)")
+    sp.add_argument("--title", required=True)
+    sp.add_argument("--severity", choices=("critical", "high", "low"), default="high")
+    sp.add_argument("--policy")
+    sp.add_argument("--reason", default="")
+    sp.add_argument("--by")
+    sp.set_defaults(func=cmd_declare)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    args.config = args.config_opt or args.config_pos
-    if args.config is None:
-        print("onwatch: give the config file (onwatch "
-              f"{args.command} CONFIG or --config PATH)", file=sys.stderr)
-        return EXIT_CONFIG
+    args.config = (args.config_opt or getattr(args, "config_pos", None)
+                   or os.environ.get("ONWATCH_CONFIG") or DEFAULT_CONFIG)
     code: int = args.func(args)
     return code
 

@@ -22,7 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
+from zoneinfo import ZoneInfo
 
+from agent import config_escalation
 from agent.fields import (
     Section,
     expand_secret,
@@ -56,6 +58,10 @@ class AgentConfig:
     #: Base URL people use to reach this agent's web pages (for links in messages);
     #: None: derived from the address actually bound (listen may use port 0).
     public_url: str | None
+    #: The business's time zone: business hours, rotations and times in messages.
+    tz: ZoneInfo
+    #: Bearer token for /api/v1; None: the agent keeps one in `<state_dir>/api.token`.
+    api_token: str | None = None
 
 
 @dataclass(frozen=True)
@@ -81,6 +87,8 @@ class CheckConfig:
     severity: str
     description: str
     spec: Any
+    #: Escalation policy name; None: page `contacts` once (a one-step policy).
+    policy: str | None = None
 
 
 @dataclass(frozen=True)
@@ -90,6 +98,7 @@ class Config:
     #: Read-only (a mappingproxy), like everything else here.
     contacts: Mapping[str, Contact]
     checks: tuple[CheckConfig, ...]
+    escalation: config_escalation.Escalation
 
     def check(self, name: str) -> CheckConfig | None:
         return next((c for c in self.checks if c.name == name), None)
@@ -139,12 +148,15 @@ def parse(raw: Mapping[str, Any], path: Path) -> Config:
     agent = _agent(_table(root, "agent"), base)
     defaults = _table(root, "defaults")
     contacts = _contacts(root, errors, base)
-    checks = _checks(root, defaults, contacts, errors, base)
+    esc = config_escalation.parse(
+        root, agent.tz, contacts, lambda key: _items(root, key),
+        lambda item, key, i: _named(item, key, i, errors, base))
+    checks = _checks(root, defaults, contacts, esc, errors, base)
     defaults.finish()
     root.finish()
     if errors:
         raise ConfigError(path, errors)
-    return Config(path, agent, MappingProxyType(contacts), checks)
+    return Config(path, agent, MappingProxyType(contacts), checks, esc)
 
 
 def _table(root: Section, key: str) -> Section:
@@ -172,8 +184,13 @@ def _agent(sec: Section, base: Path) -> AgentConfig:
     cap = sec.integer("max_concurrency", 200, low=1, high=10000)
     level = sec.choice("log_level", ("debug", "info", "warning", "error"), "info")
     public = sec.url("public_url", ("http", "https"), "") or None
+    tz = config_escalation.timezone(sec)
+    token = sec.secret("api_token")
+    if token is not None and len(token) < 16:
+        sec.error("api_token", "must be at least 16 characters (it guards the API)")
     sec.finish()
-    return AgentConfig(state_dir, hp[0], hp[1], cap, level, public and public.rstrip("/"))
+    return AgentConfig(state_dir, hp[0], hp[1], cap, level, public and public.rstrip("/"), tz,
+                       token)
 
 
 def _items(root: Section, key: str) -> list[Any]:
@@ -265,9 +282,11 @@ class _Defaults:
     recheck: float
     contacts: tuple[str, ...]
     severity: str
+    policy: str | None
 
 
-def _defaults(d: Section, contacts: Mapping[str, Contact]) -> _Defaults:
+def _defaults(d: Section, contacts: Mapping[str, Contact],
+              esc: config_escalation.Escalation) -> _Defaults:
     before = len(d.errors)
     interval = d.duration("interval", 60.0)
     timeout = d.duration("timeout", 10.0)
@@ -282,7 +301,15 @@ def _defaults(d: Section, contacts: Mapping[str, Contact]) -> _Defaults:
     names = d.string_list("contacts")
     _check_contacts(d, names, contacts)
     severity = d.choice("severity", SEVERITIES, "high")
-    return _Defaults(interval, timeout, times_ok, confirm, recover, recheck, names, severity)
+    policy = d.optional_string("policy")
+    _check_policy(d, policy, esc)
+    return _Defaults(interval, timeout, times_ok, confirm, recover, recheck, names, severity,
+                     policy)
+
+
+def _check_policy(sec: Section, name: str | None, esc: config_escalation.Escalation) -> None:
+    if name is not None and name not in esc.policies:
+        sec.error("policy", f"no policy named {show(name)} (define it under [[policies]])")
 
 
 def _check_contacts(sec: Section, names: tuple[str, ...], contacts: Mapping[str, Contact]
@@ -293,8 +320,9 @@ def _check_contacts(sec: Section, names: tuple[str, ...], contacts: Mapping[str,
 
 
 def _checks(root: Section, defaults: Section, contacts: Mapping[str, Contact],
-            errors: list[str], base: Path) -> tuple[CheckConfig, ...]:
-    d = _defaults(defaults, contacts)
+            esc: config_escalation.Escalation, errors: list[str], base: Path
+            ) -> tuple[CheckConfig, ...]:
+    d = _defaults(defaults, contacts, esc)
     out: list[CheckConfig] = []
     seen: set[str] = set()
     for i, item in enumerate(_items(root, "checks")):
@@ -315,6 +343,11 @@ def _checks(root: Section, defaults: Section, contacts: Mapping[str, Contact],
         if sec.has("contacts"):  # inherited ones were checked once, in [defaults]
             _check_contacts(sec, check_contacts, contacts)
         severity = sec.choice("severity", SEVERITIES, d.severity)
+        policy = sec.optional_string("policy") if sec.has("policy") else d.policy
+        if sec.has("policy"):
+            _check_policy(sec, policy, esc)
+        else:
+            sec.value("policy")
         description = sec.string("description", "", nonempty=False)
         kind = KINDS.get(kind_name)
         spec: Any = None
@@ -325,7 +358,7 @@ def _checks(root: Section, defaults: Section, contacts: Mapping[str, Contact],
             spec = kind.parse(sec)
             sec.finish()  # without a known type, which keys belong is unknown
         out.append(CheckConfig(name, kind_name, interval, timeout, confirm, recover, recheck,
-                               check_contacts, severity, description, spec))
+                               check_contacts, severity, description, spec, policy))
     return tuple(out)
 
 

@@ -17,8 +17,9 @@ import time
 
 import structlog
 
-from agent import systemd, web
+from agent import links, systemd, web
 from agent.config import Config
+from agent.engine import Engine
 from agent.metrics import Metrics
 from agent.outbox import Dispatcher
 from agent.runner import Runner
@@ -44,22 +45,33 @@ async def serve(config: Config, *, stop: asyncio.Event | None = None) -> None:
         store = Store.open(config.agent.state_dir)
     except StoreError as exc:
         raise StartError(str(exc)) from None
+    try:
+        link_key = links.load_or_create_key(config.agent.state_dir)
+        api_token = config.agent.api_token or links.load_or_create_token(config.agent.state_dir)
+    except OSError as exc:
+        store.close()
+        raise StartError(f"cannot keep secrets in {config.agent.state_dir}: "
+                         f"{exc.strerror or exc}") from None
     metrics = Metrics()
-    runner = Runner(config, store, metrics, time.time)
+    engine = Engine(config, store, metrics, link_key, time.time)
+    runner = Runner(config, engine, metrics, time.time)
     runner.restore()
-    app = web.build_app(runner)
+    ctx = ProbeContext()
+    app = web.build_app(runner, api_token, ctx)
     try:
         site, address = await web.start(app, config.agent.listen_host, config.agent.listen_port)
     except OSError as exc:
         store.close()
         raise StartError(f"cannot listen on {config.agent.listen_host}:{config.agent.listen_port}:"
                          f" {exc.strerror or exc}; change [agent] listen") from None
-    runner.public_url = config.agent.public_url or f"http://{address}"
-    ctx = ProbeContext()
+    engine.public_url = config.agent.public_url or f"http://{address}"
+    # Where `onwatch ack|resolve|note|declare` find this agent (listen may say port 0).
+    (config.agent.state_dir / "agent.addr").write_text(address + "\n")
     scheduler = Scheduler(config.checks, ctx, runner.on_result,
                           max_concurrency=config.agent.max_concurrency)
-    dispatcher = Dispatcher(store, config.contacts, metrics, runner.outbox_wakeup, time.time)
+    dispatcher = Dispatcher(store, config.contacts, metrics, engine.outbox_wakeup, time.time)
     dispatcher.start()
+    engine_task = asyncio.create_task(engine.run(), name="engine")
     scheduler.start()
     watchdog = asyncio.create_task(_watchdog(), name="watchdog")
     log.info("agent_started", listen=address, checks=len(config.checks),
@@ -74,6 +86,8 @@ async def serve(config: Config, *, stop: asyncio.Event | None = None) -> None:
         app[web.STOPPING_KEY][0] = True
         watchdog.cancel()
         await scheduler.stop(DRAIN_GRACE)
+        engine.stop()
+        await asyncio.wait({engine_task}, timeout=1.0)
         await dispatcher.stop(DRAIN_GRACE)
         await ctx.close()
         await site.cleanup()

@@ -50,6 +50,8 @@ class Incident:
     acknowledged_by: str | None = None
     resolved_at: float | None = None
     resolved_by: str | None = None
+    #: The escalation policy governing it ("" for a check's implicit contacts-only policy).
+    policy: str | None = None
 
     @property
     def is_open(self) -> bool:
@@ -65,11 +67,18 @@ class Transition:
 
 
 def on_signal(current: Incident | None, signal: Signal, *, severity: str, target: str,
-              now: float, new_id: int) -> Transition | None:
-    """What `signal` does to the check's open incident (`current`), or None for nothing."""
+              now: float, new_id: int, reopen_window: float = 0.0) -> Transition | None:
+    """What `signal` does to the check's latest incident (`current`), or None for nothing.
+
+    A failure soon after a resolution (within `reopen_window`) reopens the same
+    incident rather than paging a new one: a fix that did not hold is one story.
+    """
     if signal.kind is Health.DOWN:
         if current is not None and current.is_open:
             return None  # dedupe: one open incident per check
+        if (current is not None and current.resolved_at is not None
+                and now - current.resolved_at <= reopen_window):
+            return reopen(current, signal, now=now)
         title = f"{signal.check} is down"
         inc = Incident(new_id, signal.check, title, severity, State.OPEN, signal.reason, now,
                        signal.since)
@@ -90,3 +99,49 @@ def resolve(inc: Incident, *, now: float, actor: str, note: str) -> Transition |
     done = replace(inc, state=State.RESOLVED, resolved_at=now, resolved_by=actor)
     entry = TimelineEntry(now, "resolved", actor, note, {"duration_s": now - inc.started_at})
     return Transition(done, (entry,), "resolved")
+
+
+def acknowledge(inc: Incident, *, now: float, by: str, via: str) -> Transition | None:
+    """Somebody took it: escalation stops (until an ack expiry, if the policy has one).
+
+    None when the incident is resolved or already acknowledged (the caller
+    says "already acknowledged by X" from `inc.acknowledged_by`).
+    """
+    if inc.state is not State.OPEN:
+        return None
+    done = replace(inc, state=State.ACKNOWLEDGED, acknowledged_at=now, acknowledged_by=by)
+    entry = TimelineEntry(now, "acknowledged", by, f"acknowledged by {by} via {via}", {"via": via})
+    return Transition(done, (entry,), "acknowledged")
+
+
+def unacknowledge(inc: Incident, *, now: float, reason: str) -> Transition | None:
+    """The acknowledgement lapsed (ack expiry): back to open, escalation resumes."""
+    if inc.state is not State.ACKNOWLEDGED:
+        return None
+    back = replace(inc, state=State.OPEN, acknowledged_at=None, acknowledged_by=None)
+    return Transition(back, (TimelineEntry(now, "ack_expired", "onwatch", reason),), "reopened")
+
+
+def reopen(inc: Incident, signal: Signal, *, now: float) -> Transition:
+    """A resolved incident whose check failed again within the policy's window."""
+    back = replace(inc, state=State.OPEN, reason=signal.reason, resolved_at=None,
+                   resolved_by=None, acknowledged_at=None, acknowledged_by=None, opened_at=now,
+                   started_at=signal.since)
+    entry = TimelineEntry(now, "reopened", "onwatch",
+                          f"{signal.check} failed again: {signal.reason}",
+                          {"error_kind": str(signal.error_kind or ""),
+                           "first_failure_at": signal.since})
+    return Transition(back, (entry,), "opened")
+
+
+def declare(*, new_id: int, title: str, severity: str, by: str, reason: str, now: float
+            ) -> Transition:
+    """A manual incident, for what no check can see (a suspected breach)."""
+    inc = Incident(new_id, None, title, severity, State.OPEN, reason, now, now)
+    entry = TimelineEntry(now, "opened", by, f"declared by {by}: {title}",
+                          {"severity": severity, "manual": True})
+    return Transition(inc, (entry,), "opened")
+
+
+def note(inc: Incident, *, now: float, by: str, text: str) -> TimelineEntry:
+    return TimelineEntry(now, "note", by, text)

@@ -24,7 +24,7 @@ from checks.base import CheckResult, ErrorKind
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 _LATENESS_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0)
-RESULTS = ("ok", *(k.value for k in ErrorKind))
+RESULTS = ("ok", "degraded", *(k.value for k in ErrorKind))
 
 
 @dataclass(slots=True)
@@ -34,7 +34,10 @@ class CheckMetrics:
 
     def record(self, result: CheckResult) -> None:
         self.duration.observe(result.latency_s)
-        self.runs["ok" if result.ok else (result.error_kind or ErrorKind.INTERNAL).value].inc()
+        if result.ok:
+            self.runs["degraded" if result.degraded else "ok"].inc()
+        else:
+            self.runs[(result.error_kind or ErrorKind.INTERNAL).value].inc()
 
 
 class Metrics:

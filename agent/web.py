@@ -10,32 +10,42 @@ from __future__ import annotations
 
 import collections
 import html
+import re
 import time
 
 import structlog
 from aiohttp import web
 from prometheus_client.aiohttp import make_aiohttp_handler
 
+from agent import api
 from agent.detect.outage import Health
 from agent.runner import Runner
+from checks.base import ProbeContext
 
 log = structlog.get_logger(__name__)
 
 RUNNER_KEY = web.AppKey("runner", Runner)
-Inbox = collections.deque[tuple[float, str, str]]
+CTX_KEY = web.AppKey("probe_ctx", ProbeContext)
+Inbox = collections.deque[tuple[float, str, str, str]]
+_URL = re.compile(r"https?://[^\s<>\"']+")
 INBOX_KEY: web.AppKey[Inbox] = web.AppKey("inbox")
 INBOX_SIZE = 100
 STOPPING_KEY = web.AppKey("stopping", list[bool])
 
 
-def build_app(runner: Runner) -> web.Application:
+def build_app(runner: Runner, api_token: str, ctx: ProbeContext | None = None
+              ) -> web.Application:
+    """The agent's app; `ctx` is the probes' shared context (push checks write into it)."""
     app = web.Application(client_max_size=64 * 1024)
+    app[CTX_KEY] = ctx or ProbeContext()
+    api.add_routes(app, runner.engine, api_token)
     app[RUNNER_KEY] = runner
     app[INBOX_KEY] = collections.deque(maxlen=INBOX_SIZE)
     app[STOPPING_KEY] = [False]
     app.router.add_get("/metrics", make_aiohttp_handler(runner.metrics.registry))
     app.router.add_get("/healthz", healthz)
     app.router.add_post("/inbox", inbox_post)
+    app.router.add_post("/inbox/{who}", inbox_post)
     app.router.add_get("/inbox", inbox_get)
     return app
 
@@ -58,8 +68,8 @@ async def inbox_post(request: web.Request) -> web.Response:
     """A local receiver for Apprise's `json://` notifications.
 
     So that a fresh install with no SMS or push account can show its pages:
-    `config.example.toml` points its contact at `json://127.0.0.1:9847/inbox`,
-    and the last INBOX_SIZE messages are readable at GET /inbox.
+    `config.example.toml` points its contacts at `json://127.0.0.1:9847/inbox/<who>`,
+    and the last INBOX_SIZE messages are readable at GET /inbox, links clickable.
     """
     try:
         payload = await request.json()
@@ -67,19 +77,24 @@ async def inbox_post(request: web.Request) -> web.Response:
         return web.json_response({"error": "expected the JSON body Apprise sends"}, status=400)
     if not isinstance(payload, dict):
         return web.json_response({"error": "expected a JSON object"}, status=400)
+    who = request.match_info.get("who", "")
     title, body = str(payload.get("title", "")), str(payload.get("message", ""))
-    request.app[INBOX_KEY].append((time.time(), title, body))
-    log.warning("inbox_message", title=title)
+    request.app[INBOX_KEY].append((time.time(), who, title, body))
+    log.warning("inbox_message", to=who, title=title)
     return web.json_response({"stored": True})
+
+
+def _linkify(text: str) -> str:
+    return _URL.sub(lambda m: f'<a href="{m.group(0)}">{m.group(0)}</a>', html.escape(text))
 
 
 async def inbox_get(request: web.Request) -> web.Response:
     inbox: Inbox = request.app[INBOX_KEY]
     items = "".join(
-        f"<article><h3>{html.escape(t)}</h3><small>received "
-        f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(at))}</small>"
-        f"<pre>{html.escape(b)}</pre></article>"
-        for at, t, b in reversed(inbox)
+        f"<article><h3>{html.escape(t)}</h3><small>to {html.escape(who or '(anyone)')}, "
+        f"received {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(at))}</small>"
+        f"<pre>{_linkify(b)}</pre></article>"
+        for at, who, t, b in reversed(inbox)
     ) or "<p>No notifications yet.</p>"
     page = (f"<!doctype html><html><head><meta charset=utf-8><title>onwatch inbox</title>"
             f"<meta http-equiv=refresh content=10></head><body><h1>onwatch inbox</h1>"

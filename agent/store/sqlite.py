@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +38,9 @@ CREATE TABLE IF NOT EXISTS incidents (
     acknowledged_at REAL,
     acknowledged_by TEXT,
     resolved_at REAL,
-    resolved_by TEXT
+    resolved_by TEXT,
+    policy TEXT,
+    escalation TEXT
 );
 CREATE INDEX IF NOT EXISTS incidents_open ON incidents (state, check_name);
 CREATE TABLE IF NOT EXISTS timeline (
@@ -110,6 +112,7 @@ class Store:
                 conn.execute("PRAGMA synchronous=NORMAL")
                 conn.execute("PRAGMA foreign_keys=ON")
                 conn.executescript(_SCHEMA)
+                _migrate(conn)
                 conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
                              (str(SCHEMA_VERSION),))
             conn.execute("PRAGMA busy_timeout=5000")
@@ -144,15 +147,32 @@ class Store:
 
     def save_incident(self, inc: Incident) -> None:
         self._db.execute(
-            "INSERT INTO incidents VALUES (?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (id) DO UPDATE SET "
+            "INSERT INTO incidents (id, check_name, title, severity, state, reason, opened_at, "
+            "started_at, acknowledged_at, acknowledged_by, resolved_at, resolved_by, policy) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (id) DO UPDATE SET "
             "title=excluded.title, severity=excluded.severity, state=excluded.state, "
-            "reason=excluded.reason, acknowledged_at=excluded.acknowledged_at, "
+            "reason=excluded.reason, opened_at=excluded.opened_at, "
+            "started_at=excluded.started_at, acknowledged_at=excluded.acknowledged_at, "
             "acknowledged_by=excluded.acknowledged_by, resolved_at=excluded.resolved_at, "
-            "resolved_by=excluded.resolved_by",
+            "resolved_by=excluded.resolved_by, policy=excluded.policy",
             (inc.id, inc.check, inc.title, inc.severity, inc.state.value, inc.reason,
              inc.opened_at, inc.started_at, inc.acknowledged_at, inc.acknowledged_by,
-             inc.resolved_at, inc.resolved_by),
+             inc.resolved_at, inc.resolved_by, inc.policy),
         )
+
+    def save_escalation(self, incident_id: int, state: Mapping[str, Any] | None) -> None:
+        self._db.execute("UPDATE incidents SET escalation = ? WHERE id = ?",
+                         (None if state is None else json.dumps(dict(state)), incident_id))
+
+    def escalation(self, incident_id: int) -> dict[str, Any] | None:
+        row = self._db.execute("SELECT escalation FROM incidents WHERE id = ?",
+                               (incident_id,)).fetchone()
+        return None if row is None or row[0] is None else dict(json.loads(row[0]))
+
+    def latest_incident(self, check: str) -> Incident | None:
+        row = self._db.execute("SELECT * FROM incidents WHERE check_name = ? ORDER BY id DESC "
+                               "LIMIT 1", (check,)).fetchone()
+        return _incident(row) if row else None
 
     def append(self, incident_id: int, entries: Sequence[TimelineEntry]) -> None:
         self._db.executemany(
@@ -229,5 +249,13 @@ def _incident(row: Any) -> Incident:
         state=State(row["state"]), reason=row["reason"], opened_at=row["opened_at"],
         started_at=row["started_at"], acknowledged_at=row["acknowledged_at"],
         acknowledged_by=row["acknowledged_by"], resolved_at=row["resolved_at"],
-        resolved_by=row["resolved_by"],
+        resolved_by=row["resolved_by"], policy=row["policy"],
     )
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Forward-only, additive: columns added since a store was created."""
+    have = {r[1] for r in conn.execute("PRAGMA table_info(incidents)")}
+    for column in ("policy", "escalation"):
+        if column not in have:
+            conn.execute(f"ALTER TABLE incidents ADD COLUMN {column} TEXT")

@@ -1,0 +1,208 @@
+"""People acting on incidents: the one-click acknowledgement pages and the JSON API.
+
+Acknowledgement links (`/ack/<token>`): a GET only shows a confirmation page
+and changes nothing, because mail and chat apps fetch links to preview them;
+the POST from that page acknowledges as the recipient the token was made for.
+A forged, tampered or expired token gets a 4xx page and changes nothing.
+
+API (`/api/v1/...`): every request needs `Authorization: Bearer <token>`
+(`[agent] api_token`, or the `api.token` file the agent creates in its state
+directory), compared in constant time.
+"""
+
+from __future__ import annotations
+
+import hmac
+import html
+from typing import Any
+
+from aiohttp import web
+
+from agent import links
+from agent.engine import ActionError, Engine
+from agent.incidents import Incident
+
+ENGINE_KEY = web.AppKey("engine", Engine)
+TOKEN_KEY = web.AppKey("api_token", str)
+
+
+def add_routes(app: web.Application, engine: Engine, api_token: str) -> None:
+    app[ENGINE_KEY] = engine
+    app[TOKEN_KEY] = api_token
+    app.router.add_get("/ack/{token}", ack_page)
+    app.router.add_post("/ack/{token}", ack_post)
+    app.router.add_get("/api/v1/incidents", api_list)
+    app.router.add_post("/api/v1/incidents", api_declare)
+    app.router.add_get(r"/api/v1/incidents/{id:\d+}", api_show)
+    app.router.add_post(r"/api/v1/incidents/{id:\d+}/{action:ack|resolve|notes}", api_act)
+    app.middlewares.append(_require_token)
+
+
+# -- acknowledgement links ---------------------------------------------------------
+
+
+def _page(title: str, body: str, status: int = 200) -> web.Response:
+    text = (f"<!doctype html><html><head><meta charset=utf-8><meta name=viewport "
+            f"content='width=device-width'><title>{html.escape(title)}</title></head>"
+            f"<body style='font-family:sans-serif;max-width:36em;margin:2em auto'>"
+            f"<h1>{html.escape(title)}</h1>{body}</body></html>")
+    return web.Response(text=text, status=status, content_type="text/html",
+                        headers={"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
+
+
+def _claims(request: web.Request) -> links.Claims | web.Response:
+    engine = request.app[ENGINE_KEY]
+    try:
+        return links.verify(engine.link_key, request.match_info["token"], engine.clock())
+    except links.LinkError as exc:
+        status = 410 if "expired" in str(exc) else 403
+        return _page("Link refused", f"<p>{html.escape(str(exc))}.</p>", status)
+
+
+def _describe(inc: Incident) -> str:
+    return (f"<p><b>Incident #{inc.id}</b>: {html.escape(inc.title)}<br>"
+            f"{html.escape(inc.reason)}<br>Severity: {inc.severity}. "
+            f"State: {inc.state.value}.</p>")
+
+
+async def ack_page(request: web.Request) -> web.Response:
+    claims = _claims(request)
+    if isinstance(claims, web.Response):
+        return claims
+    inc = request.app[ENGINE_KEY].store.incident(claims.incident_id)
+    if inc is None:
+        return _page("Unknown incident", "<p>This incident does not exist here.</p>", 404)
+    if not inc.is_open or inc.acknowledged_by:
+        return _page("Nothing to do", _describe(inc) + _done(inc))
+    form = (f"<form method=post><button style='font-size:1.5em;padding:.5em 1em'>"
+            f"Acknowledge as {html.escape(claims.recipient)}</button></form>"
+            "<p>Acknowledging stops the escalation to the next person.</p>")
+    return _page(f"Acknowledge incident #{inc.id}?", _describe(inc) + form)
+
+
+async def ack_post(request: web.Request) -> web.Response:
+    claims = _claims(request)
+    if isinstance(claims, web.Response):
+        return claims
+    engine = request.app[ENGINE_KEY]
+    try:
+        inc = engine.acknowledge(claims.incident_id, by=claims.recipient, via="link")
+    except ActionError as exc:
+        current = engine.store.incident(claims.incident_id)
+        if current is None:
+            return _page("Unknown incident", f"<p>{html.escape(str(exc))}.</p>", 404)
+        return _page("Already handled", _describe(current) + _done(current), 409)
+    return _page("Acknowledged", _describe(inc) + "<p>Thank you. Escalation has stopped; "
+                 "resolve the incident when it is fixed.</p>")
+
+
+def _done(inc: Incident) -> str:
+    if not inc.is_open:
+        return f"<p>Already resolved by {html.escape(inc.resolved_by or '?')}.</p>"
+    return f"<p>Already acknowledged by {html.escape(inc.acknowledged_by or '?')}.</p>"
+
+
+# -- JSON API --------------------------------------------------------------------------
+
+
+@web.middleware
+async def _require_token(request: web.Request, handler: Any) -> web.StreamResponse:
+    if request.path.startswith("/api/"):
+        expected = request.app[TOKEN_KEY]
+        got = request.headers.get("Authorization", "")
+        scheme, _, token = got.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(),
+                                                                 expected.encode()):
+            return web.json_response(
+                {"error": "missing or wrong bearer token (see [agent] api_token)"}, status=401,
+                headers={"WWW-Authenticate": "Bearer"})
+    resp: web.StreamResponse = await handler(request)
+    return resp
+
+
+def incident_json(inc: Incident) -> dict[str, Any]:
+    return {"id": inc.id, "check": inc.check, "title": inc.title, "severity": inc.severity,
+            "state": inc.state.value, "reason": inc.reason, "opened_at": inc.opened_at,
+            "started_at": inc.started_at, "acknowledged_at": inc.acknowledged_at,
+            "acknowledged_by": inc.acknowledged_by, "resolved_at": inc.resolved_at,
+            "resolved_by": inc.resolved_by, "policy": inc.policy}
+
+
+async def api_list(request: web.Request) -> web.Response:
+    store = request.app[ENGINE_KEY].store
+    open_only = request.query.get("open", "") in ("1", "true", "yes")
+    return web.json_response({"incidents": [incident_json(i) for i in
+                                            store.incidents(open_only=open_only, limit=200)]})
+
+
+async def api_show(request: web.Request) -> web.Response:
+    store = request.app[ENGINE_KEY].store
+    inc = store.incident(int(request.match_info["id"]))
+    if inc is None:
+        return web.json_response({"error": "no such incident"}, status=404)
+    timeline = [{"at": e.at, "kind": e.kind, "actor": e.actor, "message": e.message,
+                 "data": dict(e.data)} for e in store.timeline(inc.id)]
+    return web.json_response({**incident_json(inc), "timeline": timeline})
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except ValueError:
+        raise web.HTTPBadRequest(text='{"error": "the body must be JSON"}',
+                                 content_type="application/json") from None
+    if not isinstance(body, dict):
+        raise web.HTTPBadRequest(text='{"error": "the body must be a JSON object"}',
+                                 content_type="application/json")
+    return body
+
+
+def _text(body: dict[str, Any], key: str, default: str = "") -> str:
+    value = body.get(key, default)
+    if not isinstance(value, str) or len(value) > 2000:
+        raise web.HTTPBadRequest(text=f'{{"error": "{key} must be a string of at most 2000 '
+                                      f'characters"}}', content_type="application/json")
+    return value.strip()
+
+
+async def api_act(request: web.Request) -> web.Response:
+    engine = request.app[ENGINE_KEY]
+    incident_id, action = int(request.match_info["id"]), request.match_info["action"]
+    body = await _body(request)
+    by = _text(body, "by", "api") or "api"
+    try:
+        if action == "ack":
+            inc = engine.acknowledge(incident_id, by=by, via=_text(body, "via", "api") or "api")
+        elif action == "resolve":
+            inc = engine.resolve(incident_id, by=by, cause=_text(body, "cause"),
+                                 fix=_text(body, "fix"))
+        else:
+            text = _text(body, "text")
+            if not text:
+                return web.json_response({"error": "text is required"}, status=400)
+            engine.note(incident_id, by=by, text=text)
+            found = engine.store.incident(incident_id)
+            assert found is not None
+            inc = found
+    except ActionError as exc:
+        status = 404 if str(exc).startswith("no incident") else 409
+        return web.json_response({"error": str(exc)}, status=status)
+    return web.json_response(incident_json(inc))
+
+
+async def api_declare(request: web.Request) -> web.Response:
+    engine = request.app[ENGINE_KEY]
+    body = await _body(request)
+    title = _text(body, "title")
+    severity = _text(body, "severity", "high")
+    if not title:
+        return web.json_response({"error": "title is required"}, status=400)
+    if severity not in ("critical", "high", "low"):
+        return web.json_response({"error": "severity must be critical, high or low"}, status=400)
+    try:
+        inc = engine.declare(title=title, severity=severity,
+                             policy=_text(body, "policy") or None,
+                             by=_text(body, "by", "api") or "api", reason=_text(body, "reason"))
+    except ActionError as exc:
+        return web.json_response({"error": str(exc)}, status=400)
+    return web.json_response(incident_json(inc), status=201)

@@ -1,0 +1,244 @@
+"""The incident engine: applies transitions, runs the escalation planner, keeps timers.
+
+Every change to an incident goes through here: opened or resolved by a check,
+acknowledged (link, API, CLI), resolved by a person, declared by hand, noted.
+Each one is persisted in one transaction together with the planner's new
+escalation state, its timeline entries and the outbox messages it owes, and
+only then is the outbox woken. The engine then sleeps until the earliest
+`wake_at` among open incidents (or until woken by a change).
+
+After `kill -9` and a restart `restore()` reloads every open incident and its
+escalation state from the store; the planner, run at once, pages whatever fell
+due while the agent was down, and nothing it already paged (the state says so).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+import structlog
+
+from agent import escalation, incidents, links
+from agent.config import CheckConfig, Config
+from agent.escalation import EscalationState, Page
+from agent.incidents import Incident, State, TimelineEntry, Transition
+from agent.metrics import Metrics
+from agent.policy import Policy, Route, Step
+from agent.store.sqlite import OutboxMessage, Store
+from checks import KINDS
+from notifiers import messages
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(slots=True)
+class Live:
+    incident: Incident
+    state: EscalationState
+    wake_at: float | None
+
+
+class ActionError(Exception):
+    """A person's action that cannot be done; the message says why (shown to them)."""
+
+
+class Engine:
+    def __init__(self, config: Config, store: Store, metrics: Metrics, link_key: bytes,
+                 clock: Callable[[], float]) -> None:
+        self.config = config
+        self.store = store
+        self.metrics = metrics
+        self.clock = clock
+        self.link_key = link_key
+        self.public_url = config.agent.public_url or ""
+        self.outbox_wakeup = asyncio.Event()
+        self._wakeup = asyncio.Event()
+        self._live: dict[int, Live] = {}
+        self._stopping = False
+
+    # -- lookups ---------------------------------------------------------------
+
+    def open_for_check(self, check: str) -> Incident | None:
+        return next((lv.incident for lv in self._live.values() if lv.incident.check == check),
+                    None)
+
+    def route(self, severity: str) -> Route | None:
+        return next((r for r in self.config.escalation.routes if r.severity == severity), None)
+
+    def policy_name_for(self, check: CheckConfig | None, severity: str, asked: str | None = None
+                        ) -> str:
+        route = self.route(severity)
+        if asked:
+            return asked
+        if route is not None and route.policy:
+            return route.policy
+        return (check.policy or "") if check else ""
+
+    def policy(self, inc: Incident) -> Policy:
+        found = self.config.escalation.policies.get(inc.policy or "")
+        if found is not None:
+            return found
+        check = self.config.check(inc.check) if inc.check else None
+        # A check without a policy pages its contacts once; nothing escalates.
+        return Policy(name="", steps=(Step(0.0, check.contacts if check else ()),),
+                      ack_timeout=None)
+
+    # -- transitions -----------------------------------------------------------
+
+    def restore(self) -> None:
+        for inc in self.store.open_incidents():
+            raw = self.store.escalation(inc.id)
+            state = (EscalationState.from_json(raw) if raw else escalation.start(inc))
+            self._live[inc.id] = Live(inc, state, self.clock())
+        self._count_open()
+        if self._live:
+            log.info("incidents_restored", open=len(self._live))
+        self._wakeup.set()
+
+    def apply(self, tr: Transition, state: EscalationState | None = None) -> Incident:
+        """Persist a transition, plan its escalation, queue its messages; returns the incident."""
+        now, inc = self.clock(), tr.incident
+        prior = self._live.get(inc.id)
+        entries: list[TimelineEntry] = list(tr.entries)
+        pages: list[Page] = []
+        wake: float | None = None
+        if tr.notify == "opened":
+            # A reopened incident starts a fresh chain but keeps who was paged before,
+            # so that everybody from the first episode hears the final resolution.
+            before = self.store.escalation(inc.id) if prior is None else None
+            previous = EscalationState.from_json(before) if before else None
+            state = state or escalation.start(inc, previous)
+        elif prior is not None:
+            state = state or prior.state
+        if inc.is_open and state is not None:
+            plan = escalation.plan(inc, state, self.policy(inc), self.config.escalation.roles,
+                                   self.config.escalation.hours, self.route(inc.severity), now)
+            inc, state = plan.incident, plan.state
+            entries += plan.entries
+            pages += plan.pages
+            if tr.notify == "acknowledged":
+                pages += escalation.on_acknowledged(inc, state, now)
+            wake = plan.wake_at
+        elif state is not None:
+            pages += escalation.on_resolved(inc, state, self.policy(inc),
+                                            self.config.escalation.roles, now)
+        self._persist(inc, state, entries, pages, now)
+        if inc.is_open and state is not None:
+            self._live[inc.id] = Live(inc, state, wake)
+        else:
+            self._live.pop(inc.id, None)
+        self._count_open()
+        self._wakeup.set()
+        return inc
+
+    def acknowledge(self, incident_id: int, *, by: str, via: str) -> Incident:
+        inc = self._open_incident(incident_id)
+        tr = incidents.acknowledge(inc, now=self.clock(), by=by, via=via)
+        if tr is None:
+            raise ActionError(f"incident #{inc.id} was already acknowledged by "
+                              f"{inc.acknowledged_by}")
+        return self.apply(tr)
+
+    def resolve(self, incident_id: int, *, by: str, cause: str, fix: str) -> Incident:
+        inc = self._open_incident(incident_id)
+        note = f"resolved by {by}. Cause: {cause or 'not given'}. Fix: {fix or 'not given'}"
+        tr = incidents.resolve(inc, now=self.clock(), actor=by, note=note)
+        assert tr is not None  # open incidents always resolve
+        return self.apply(tr)
+
+    def note(self, incident_id: int, *, by: str, text: str) -> None:
+        inc = self.store.incident(incident_id)
+        if inc is None:
+            raise ActionError(f"no incident #{incident_id}")
+        with self.store.tx():
+            self.store.append(inc.id, [incidents.note(inc, now=self.clock(), by=by, text=text)])
+
+    def declare(self, *, title: str, severity: str, policy: str | None, by: str, reason: str
+                ) -> Incident:
+        name = self.policy_name_for(None, severity, policy)
+        if name not in self.config.escalation.policies:
+            raise ActionError(
+                f"no policy {name!r} to page with; give one of "
+                f"{', '.join(sorted(self.config.escalation.policies)) or '(none configured)'}"
+                if name else "no policy to page with: give --policy or add a [[routes]] entry "
+                             f"for severity {severity!r}")
+        tr = incidents.declare(new_id=self.store.next_incident_id(), title=title,
+                               severity=severity, by=by, reason=reason or title, now=self.clock())
+        return self.apply(replace(tr, incident=replace(tr.incident, policy=name)))
+
+    def _open_incident(self, incident_id: int) -> Incident:
+        live = self._live.get(incident_id)
+        if live is not None:
+            return live.incident
+        inc = self.store.incident(incident_id)
+        if inc is None:
+            raise ActionError(f"no incident #{incident_id}")
+        raise ActionError(f"incident #{incident_id} is already resolved"
+                          + (f" (by {inc.resolved_by})" if inc.resolved_by else ""))
+
+    # -- the timer loop ----------------------------------------------------------
+
+    async def run(self) -> None:
+        while not self._stopping:
+            self._wakeup.clear()
+            now = self.clock()
+            for live in [lv for lv in self._live.values()
+                         if lv.wake_at is not None and lv.wake_at <= now]:
+                self.apply(Transition(live.incident, (), None), live.state)
+            nxt = min((lv.wake_at for lv in self._live.values() if lv.wake_at is not None),
+                      default=None)
+            delay = 60.0 if nxt is None else max(0.0, min(60.0, nxt - self.clock()))
+            if delay > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wakeup.wait(), delay)
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wakeup.set()
+
+    # -- persistence and messages -------------------------------------------------
+
+    def _persist(self, inc: Incident, state: EscalationState | None,
+                 entries: Sequence[TimelineEntry], pages: Sequence[Page], now: float) -> None:
+        outgoing = [m for p in pages for m in self._messages(inc, p, now)]
+        entries = [*entries, *(
+            TimelineEntry(now, "notification_queued", "onwatch",
+                          f"{m.event} message queued for {m.contact}", {"message_id": m.id})
+            for m in outgoing)]
+        with self.store.tx():
+            self.store.save_incident(inc)
+            self.store.save_escalation(inc.id, state.to_json() if state else None)
+            self.store.append(inc.id, entries)
+            for m in outgoing:
+                self.store.enqueue(m)
+        if outgoing:
+            self.outbox_wakeup.set()
+        for p in pages:
+            log.warning("incident_notify", incident=inc.id, check=inc.check, notify=p.event,
+                        step=p.step + 1, contacts=list(p.contacts))
+
+    def _messages(self, inc: Incident, page: Page, now: float) -> list[OutboxMessage]:
+        check = self.config.check(inc.check) if inc.check else None
+        target = KINDS[check.type].target(check.spec) if check else ""
+        out = []
+        for contact in page.contacts:
+            link = None
+            if page.event in messages.PAGING_EVENTS and inc.state is State.OPEN:
+                claims = links.Claims(inc.id, contact, "ack", int(now + links.DEFAULT_TTL))
+                link = f"{self.public_url}/ack/{links.sign(self.link_key, claims)}"
+            title, body = messages.render(page.event, inc, target=target, link=link,
+                                          reason=page.reason, tz=self.config.agent.tz)
+            out.append(OutboxMessage(str(uuid.uuid4()), inc.id, contact, page.event, title, body,
+                                     now, now))
+        return out
+
+    def _count_open(self) -> None:
+        counts = dict.fromkeys(("critical", "high", "low"), 0)
+        for lv in self._live.values():
+            counts[lv.incident.severity] = counts.get(lv.incident.severity, 0) + 1
+        for sev, n in counts.items():
+            self.metrics.incidents_open.labels(sev).set(n)

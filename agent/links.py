@@ -1,0 +1,102 @@
+"""One-click acknowledgement links: HMAC-signed, bound, expiring. Pure.
+
+A token carries (incident id, recipient, action, expiry) and an HMAC-SHA256
+over exactly those fields with the agent's secret key. `verify` recomputes
+the MAC and compares in constant time before it trusts any field, then
+checks the expiry. A token for one incident, recipient or action is useless
+for another: they are all under the MAC.
+
+The key lives in the state directory (`link.key`, created 0600 on first
+start), so links keep working across restarts and are void when the state
+is wiped. Nothing here reads the clock: `now` is an argument.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+ACTIONS = ("ack",)
+DEFAULT_TTL = 7 * 86400.0
+
+
+@dataclass(frozen=True, slots=True)
+class Claims:
+    incident_id: int
+    recipient: str
+    action: str
+    expires: int
+
+
+class LinkError(Exception):
+    """Why a token is refused; the text is safe to show (it echoes nothing of the token)."""
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def sign(key: bytes, claims: Claims) -> str:
+    if claims.action not in ACTIONS:
+        raise ValueError(f"unknown action {claims.action!r}")
+    body = f"{claims.incident_id}|{claims.recipient}|{claims.action}|{claims.expires}".encode()
+    mac = hmac.new(key, body, hashlib.sha256).digest()
+    return f"{_b64(body)}.{_b64(mac)}"
+
+
+def verify(key: bytes, token: str, now: float) -> Claims:
+    try:
+        body_b64, mac_b64 = token.split(".")
+        body, mac = _unb64(body_b64), _unb64(mac_b64)
+    except (ValueError, UnicodeEncodeError):
+        raise LinkError("this link is malformed") from None
+    expected = hmac.new(key, body, hashlib.sha256).digest()
+    if not hmac.compare_digest(mac, expected):
+        raise LinkError("this link is not valid (it was altered or not issued by this agent)")
+    try:
+        inc, recipient, action, expires = body.decode().split("|")
+        claims = Claims(int(inc), recipient, action, int(expires))
+    except ValueError:
+        raise LinkError("this link is malformed") from None
+    if claims.action not in ACTIONS:
+        raise LinkError("this link is for an unknown action")
+    if now > claims.expires:
+        raise LinkError("this link has expired; acknowledge with `onwatch ack` or the API")
+    return claims
+
+
+def load_or_create_key(state_dir: Path) -> bytes:
+    """The agent's link key, created (0600, 32 random bytes) on first use."""
+    path = state_dir / "link.key"
+    try:
+        return _unb64(path.read_text().strip())
+    except FileNotFoundError:
+        pass
+    key = secrets.token_bytes(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(_b64(key) + "\n")
+    return key
+
+
+def load_or_create_token(state_dir: Path) -> str:
+    """The API bearer token when the config gives none: `api.token` in the state dir (0600)."""
+    path = state_dir / "api.token"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    token = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+    return token

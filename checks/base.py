@@ -46,12 +46,16 @@ class CheckResult:
     error_kind: ErrorKind | None = None
     checked_at: float = 0.0
     observations: Mapping[str, float] = field(default_factory=dict)
+    #: Passed, but worse than the user's threshold (e.g. slower than max_latency):
+    #: not an outage; pattern detection may turn a run of these into a lower-severity incident.
+    degraded: bool = False
 
     @classmethod
     def success(
-        cls, latency_s: float, reason: str = "ok", observations: Mapping[str, float] | None = None
+        cls, latency_s: float, reason: str = "ok", observations: Mapping[str, float] | None = None,
+        *, degraded: bool = False,
     ) -> CheckResult:
-        return cls(True, latency_s, reason, None, time.time(), observations or {})
+        return cls(True, latency_s, reason, None, time.time(), observations or {}, degraded)
 
     @classmethod
     def failure(
@@ -77,6 +81,9 @@ class ProbeContext:
     def __init__(self) -> None:
         self._session: aiohttp.ClientSession | None = None
         self._ssl_contexts: dict[str | None, ssl.SSLContext] = {}
+        #: Push checks (heartbeat): check name -> unix time of the last accepted ping,
+        #: written by the web handler, read by the probe.
+        self.heartbeats: dict[str, float] = {}
 
     def http_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:

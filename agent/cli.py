@@ -17,8 +17,8 @@ import asyncio
 import os
 import sys
 import time
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Coroutine, Sequence
+from typing import TYPE_CHECKING, Any
 
 from agent import config as configmod
 from agent.config import Config, ConfigError
@@ -63,13 +63,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _run_loop(coro: object) -> None:
+def _run_loop(coro: Coroutine[Any, Any, None]) -> None:
     try:
         import uvloop
-    except ImportError:
-        asyncio.run(coro)  # type: ignore[arg-type]
-    else:
-        uvloop.run(coro)  # type: ignore[arg-type]
+    except ImportError:  # no uvloop on this platform: asyncio's own loop works too
+        asyncio.run(coro)
+        return
+    uvloop.run(coro)
 
 
 def cmd_check(args: argparse.Namespace) -> int:

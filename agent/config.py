@@ -18,7 +18,7 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -69,6 +69,18 @@ class Contact:
     name: str
     #: Apprise URLs, secrets expanded. Never log these; log `notifiers.redact(url)`.
     urls: tuple[str, ...]
+    #: True: the URLs are alternatives in order (stop at the first that accepts);
+    #: False (`mode = "all"`): every URL gets every message.
+    fallback: bool = True
+
+
+@dataclass(frozen=True)
+class DeliveryPolicy:
+    """[notifications]: how hard the outbox tries before it says a message failed."""
+
+    retry_cap: float = 60.0
+    deadline: float = 3600.0
+    send_timeout: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -99,6 +111,9 @@ class Config:
     contacts: Mapping[str, Contact]
     checks: tuple[CheckConfig, ...]
     escalation: config_escalation.Escalation
+    delivery: DeliveryPolicy = DeliveryPolicy()
+    #: [templates] overrides: "<event>", "<event>_title", "<event>_sms" -> text.
+    templates: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
     def check(self, name: str) -> CheckConfig | None:
         return next((c for c in self.checks if c.name == name), None)
@@ -152,11 +167,35 @@ def parse(raw: Mapping[str, Any], path: Path) -> Config:
         root, agent.tz, contacts, lambda key: _items(root, key),
         lambda item, key, i: _named(item, key, i, errors, base))
     checks = _checks(root, defaults, contacts, esc, errors, base)
+    delivery = _delivery(_table(root, "notifications"))
+    templates = _templates(_table(root, "templates"))
     defaults.finish()
     root.finish()
     if errors:
         raise ConfigError(path, errors)
-    return Config(path, agent, MappingProxyType(contacts), checks, esc)
+    return Config(path, agent, MappingProxyType(contacts), checks, esc, delivery,
+                  MappingProxyType(templates))
+
+
+def _delivery(sec: Section) -> DeliveryPolicy:
+    p = DeliveryPolicy(sec.duration("retry_cap", 60.0), sec.duration("deadline", 3600.0),
+                       sec.duration("send_timeout", 30.0))
+    sec.finish()
+    return p
+
+
+def _templates(sec: Section) -> dict[str, str]:
+    from notifiers.messages import template_problem
+
+    out: dict[str, str] = {}
+    for key in list(sec.raw):
+        text = sec.string(key)
+        problem = template_problem(key, text)
+        if problem:
+            sec.error(key, problem)
+        else:
+            out[key] = text
+    return out
 
 
 def _table(root: Section, key: str) -> Section:
@@ -237,11 +276,12 @@ def _contacts(root: Section, errors: list[str], base: Path) -> dict[str, Contact
             sec.value("urls_file")  # a known key, even when absent (for "did you mean")
         if not urls and len(errors) == before:
             sec.error("urls", "at least one Apprise URL is needed (urls or urls_file)")
+        mode = sec.choice("mode", ("fallback", "all"), "fallback")
         sec.finish()
         if name in out:
             sec.error("name", f"duplicate contact name {show(name)} (names must be unique)")
         elif name:
-            out[name] = Contact(name, tuple(urls))
+            out[name] = Contact(name, tuple(urls), mode == "fallback")
     return out
 
 

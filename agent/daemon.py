@@ -69,7 +69,8 @@ async def serve(config: Config, *, stop: asyncio.Event | None = None) -> None:
     (config.agent.state_dir / "agent.addr").write_text(address + "\n")
     scheduler = Scheduler(config.checks, ctx, runner.on_result,
                           max_concurrency=config.agent.max_concurrency)
-    dispatcher = Dispatcher(store, config.contacts, metrics, engine.outbox_wakeup, time.time)
+    dispatcher = Dispatcher(store, config.contacts, metrics, engine.outbox_wakeup, time.time,
+                            policy=config.delivery, on_unreachable=engine.unreachable)
     dispatcher.start()
     engine_task = asyncio.create_task(engine.run(), name="engine")
     scheduler.start()

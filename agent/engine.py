@@ -23,6 +23,7 @@ from dataclasses import dataclass, replace
 import structlog
 
 from agent import escalation, incidents, links
+from agent.calendar import resolve_targets
 from agent.config import CheckConfig, Config
 from agent.escalation import EscalationState, Page
 from agent.incidents import Incident, State, TimelineEntry, Transition
@@ -170,6 +171,23 @@ class Engine:
                                severity=severity, by=by, reason=reason or title, now=self.clock())
         return self.apply(replace(tr, incident=replace(tr.incident, policy=name)))
 
+    def unreachable(self, incident_id: int, contact: str, event: str) -> None:
+        """The outbox could reach `contact` on no channel: page the next step now."""
+        live = self._live.get(incident_id)
+        if live is None or event not in messages.PAGING_EVENTS or live.incident.state \
+                is not State.OPEN:
+            return
+        step = self.policy(live.incident).steps[max(live.state.step, 0)]
+        targets = resolve_targets(step.notify, self.config.escalation.roles, self.clock())
+        if contact not in targets:
+            return  # an older step's message: the chain has moved on already
+        with self.store.tx():
+            self.store.append(incident_id, [TimelineEntry(
+                self.clock(), "contact_unreachable", "onwatch",
+                f"{contact} could not be reached on any channel: escalating now")])
+        self.apply(Transition(live.incident, (), None),
+                   escalation.unreachable(live.state, self.clock()))
+
     def _open_incident(self, incident_id: int) -> Incident:
         live = self._live.get(incident_id)
         if live is not None:
@@ -230,10 +248,12 @@ class Engine:
             if page.event in messages.PAGING_EVENTS and inc.state is State.OPEN:
                 claims = links.Claims(inc.id, contact, "ack", int(now + links.DEFAULT_TTL))
                 link = f"{self.public_url}/ack/{links.sign(self.link_key, claims)}"
-            title, body = messages.render(page.event, inc, target=target, link=link,
-                                          reason=page.reason, tz=self.config.agent.tz)
-            out.append(OutboxMessage(str(uuid.uuid4()), inc.id, contact, page.event, title, body,
-                                     now, now))
+            msg_id = str(uuid.uuid4())
+            m = messages.render(page.event, inc, target=target, link=link, reason=page.reason,
+                                tz=self.config.agent.tz, message_id=msg_id, now=now,
+                                overrides=self.config.templates)
+            out.append(OutboxMessage(msg_id, inc.id, contact, page.event, m.title, m.body, now,
+                                     now, short=m.short))
         return out
 
     def _count_open(self) -> None:

@@ -98,6 +98,9 @@ class EscalationState:
     #: Index of the last step reached, paged *or skipped*; the next one considered
     #: is reached + 1. Differs from `step` only when the chain ended on skipped steps.
     reached: int = -1
+    #: A page of the current step could not be delivered to somebody (every channel
+    #: failed): the next step is due at this time instead of waiting for the ack timeout.
+    unreachable_at: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "paged": list(self.paged)}
@@ -110,7 +113,7 @@ class EscalationState:
                    int(get("restarts", 0)), bool(get("resolve_escalated", False)),
                    bool(get("ended", False)), _float(get("last_update_at")),
                    tuple(str(c) for c in get("paged", ())), _float(get("deferred_until")),
-                   int(get("reached", step)))
+                   int(get("reached", step)), _float(get("unreachable_at")))
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +142,14 @@ def start(incident: Incident, previous: EscalationState | None = None) -> Escala
     """A fresh chain from the incident's (re)open time; `previous` keeps who was paged."""
     return EscalationState(base=incident.opened_at,
                            paged=previous.paged if previous is not None else ())
+
+
+def unreachable(state: EscalationState, now: float) -> EscalationState:
+    """Somebody paged by the current step could not be reached on any channel:
+    waiting for their acknowledgement is pointless, so the next step is due now."""
+    if state.step < 0 or state.ended:
+        return state
+    return replace(state, unreachable_at=now)
 
 
 def plan(incident: Incident, state: EscalationState, policy: Policy, roles: Mapping[str, Role],
@@ -282,9 +293,10 @@ class _Planner:
             break
         self.st = replace(self.st, base=base, reached=reached, restarts=restarts, ended=ended)
         if restarted_last:
-            self.st = replace(self.st, step=-1, step_at=None, repeats=0)
+            self.st = replace(self.st, step=-1, step_at=None, repeats=0, unreachable_at=None)
         elif latest:
-            self.st = replace(self.st, step=latest[0], step_at=now, repeats=0)
+            self.st = replace(self.st, step=latest[0], step_at=now, repeats=0,
+                              unreachable_at=None)
         for what, k, due, cause in log:
             self._log(what, k, due, cause, latest[1] if latest else None)
 
@@ -295,10 +307,15 @@ class _Planner:
         timeout = self.policy.ack_timeout
         if timeout is not None and paged_at is not None and paged_at + timeout < due:
             due, cause = paged_at + timeout, f"ack timeout {_dur(timeout)} passed"
+        u = self.st.unreachable_at
+        if u is not None and k == self.st.step + 1 and u < due:
+            due, cause = u, f"step {k} could not be delivered to everybody"
         return due, cause
 
     def _end_due(self, last: float) -> float:
         p = self.policy
+        if self.st.unreachable_at is not None:
+            return self.st.unreachable_at
         if p.ack_timeout is not None:
             return last + p.ack_timeout
         if p.repeat_every and p.repeat_max > 0:

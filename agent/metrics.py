@@ -23,7 +23,8 @@ from prometheus_client import (
 from checks.base import CheckResult, ErrorKind
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
-_LATENESS_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0)
+_LATENESS_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5,
+                     1.0, 5.0)
 RESULTS = ("ok", "degraded", *(k.value for k in ErrorKind))
 
 
@@ -61,6 +62,13 @@ class Metrics:
                                      ["channel_kind", "result"], registry=r)
         self.outbox_due = Gauge("onwatch_outbox_due_messages",
                                 "Notifications stored as due and not yet delivered", registry=r)
+        self.outbox_oldest_age = Gauge("onwatch_outbox_oldest_due_age_seconds",
+                                       "Age of the oldest notification not yet delivered "
+                                       "(0 when none)", registry=r)
+        self.delivery_latency = Histogram("onwatch_notification_delivery_seconds",
+                                          "From a notification being due to its delivery",
+                                          buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600),
+                                          registry=r)
         self.lateness = Histogram("onwatch_scheduler_lateness_seconds",
                                   "How late a probe started after its due time",
                                   buckets=_LATENESS_BUCKETS, registry=r)

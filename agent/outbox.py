@@ -1,46 +1,61 @@
 """Sends what the outbox holds; records every outcome in the incident's timeline.
 
-Messages are in the store before this runs (the runner enqueues them in the
+Messages are in the store before this runs (the engine enqueues them in the
 same transaction as the incident change), so delivery is at-least-once: a
 crash after Apprise accepted a message but before it was marked delivered
-sends it again on restart, with the same message id.
+sends it again on restart, with the same message id (it is in the body).
 
-A message whose every channel failed is retried with a growing delay
-(`BACKOFF`) up to `MAX_ATTEMPTS`, then marked failed in the timeline and
-the logs. Per-channel retries inside one attempt are Apprise's own.
+One attempt tries a contact's channels in order and stops at the first that
+accepts (push, then SMS, then e-mail), unless the contact says `mode = "all"`.
+A channel that fails permanently (a 4xx: bad credentials, a refused request)
+is never tried again for that message; temporary failures (5xx, timeouts,
+connection errors) are retried with exponential backoff capped at
+`retry_cap`, until `deadline` after the message fell due. When an attempt
+reaches nobody, the engine is told at once (`on_unreachable`), so the
+escalation moves to the next step instead of waiting for an acknowledgement
+that cannot come; a message that runs out of time or channels is marked
+failed loudly (timeline, error log, metric).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import Callable, Mapping
 
 import structlog
 
-from agent.config import Contact
+from agent.config import Contact, DeliveryPolicy
 from agent.incidents import TimelineEntry
 from agent.metrics import Metrics
 from agent.store.sqlite import OutboxMessage, Store
-from notifiers import ChannelResult, deliver
+from notifiers import ChannelResult, Message, deliver, redact_short
 
 log = structlog.get_logger(__name__)
 
-BACKOFF = (10.0, 30.0, 90.0, 270.0, 600.0)
-MAX_ATTEMPTS = len(BACKOFF) + 1
 IDLE_POLL = 60.0
+FIRST_RETRY = 2.0
+
+
+def backoff(attempts: int, cap: float) -> float:
+    """Wait before attempt `attempts + 1`: 2 s, 4 s, 8 s ... never more than `cap`."""
+    return float(min(cap, FIRST_RETRY * 2 ** max(0, attempts - 1)))
 
 
 class Dispatcher:
     def __init__(self, store: Store, contacts: Mapping[str, Contact], metrics: Metrics,
                  wakeup: asyncio.Event, clock: Callable[[], float], *,
-                 send_timeout: float = 30.0, parallel: int = 8) -> None:
+                 policy: DeliveryPolicy | None = None,
+                 on_unreachable: Callable[[int, str, str], None] | None = None,
+                 parallel: int = 8) -> None:
         self._store = store
         self._contacts = contacts
         self._metrics = metrics
         self._wakeup = wakeup
         self._clock = clock
-        self._timeout = send_timeout
+        self._policy = policy or DeliveryPolicy()
+        self._on_unreachable = on_unreachable
         self._sem = asyncio.Semaphore(parallel)
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
@@ -64,7 +79,7 @@ class Dispatcher:
         while not self._stopping:
             self._wakeup.clear()
             batch = self._store.due_messages(self._clock())
-            self._refresh_gauge()
+            self._refresh_gauges()
             if batch:
                 await asyncio.gather(*(self._send(m) for m in batch))
                 continue
@@ -73,46 +88,64 @@ class Dispatcher:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), delay)
 
-    def _refresh_gauge(self) -> None:
+    def _refresh_gauges(self) -> None:
         self._metrics.outbox_due.set(self._store.outbox_counts().get("due", 0))
+        oldest = self._store.oldest_due_created_at()
+        self._metrics.outbox_oldest_age.set(0 if oldest is None else self._clock() - oldest)
 
     async def _send(self, msg: OutboxMessage) -> None:
         contact = self._contacts.get(msg.contact)
+        dead = frozenset(json.loads(msg.dead_channels))
         async with self._sem:
             if contact is None:
                 results: list[ChannelResult] = []
-                error: str | None = f"contact {msg.contact} is no longer in the configuration"
             else:
-                results = await deliver(contact.urls, msg.title, msg.body, timeout=self._timeout)
-                error = None if any(r.ok for r in results) else "every channel failed"
-        self._record(msg, results, error)
+                results = await deliver(contact.urls, Message(msg.title, msg.body, msg.short),
+                                        fallback=contact.fallback, skip=dead,
+                                        timeout=self._policy.send_timeout)
+        self._record(msg, contact, results, dead)
 
-    def _record(self, msg: OutboxMessage, results: list[ChannelResult], error: str | None) -> None:
-        now = self._clock()
-        attempts = msg.attempts + 1
+    def _record(self, msg: OutboxMessage, contact: Contact | None, results: list[ChannelResult],
+                dead: frozenset[str]) -> None:
+        now, attempts, p = self._clock(), msg.attempts + 1, self._policy
+        dead = dead | {r.channel for r in results if r.permanent}
         for r in results:
-            self._metrics.notifications.labels(r.kind, "ok" if r.ok else "failed").inc()
+            self._metrics.notifications.labels(r.kind, "ok" if r.ok else (
+                "rejected" if r.permanent else "failed")).inc()
         channels = [{"channel": r.channel, "ok": r.ok, "detail": r.detail,
-                     "elapsed_s": round(r.elapsed_s, 3)} for r in results]
-        if error is None:
+                     "permanent": r.permanent, "elapsed_s": round(r.elapsed_s, 3)}
+                    for r in results]
+        left = [] if contact is None else [u for u in contact.urls if redact_short(u) not in dead]
+        wait = backoff(attempts, p.retry_cap)
+        error: str | None = None
+        if any(r.ok for r in results):
             status, next_at, kind = "delivered", now, "notification_delivered"
             text = f"{msg.event} message delivered to {msg.contact}"
-        elif attempts < MAX_ATTEMPTS and msg.contact in self._contacts:
-            status, next_at, kind = "due", now + BACKOFF[attempts - 1], "notification_retry"
-            text = (f"{msg.event} message to {msg.contact} not delivered ({error}); "
-                    f"attempt {attempts} of {MAX_ATTEMPTS}, next in {BACKOFF[attempts - 1]:g}s")
+            self._metrics.delivery_latency.observe(now - msg.created_at)
         else:
-            status, next_at, kind = "failed", now, "notification_failed"
-            text = f"{msg.event} message to {msg.contact} could not be delivered: {error}"
+            error = ("contact is no longer in the configuration" if contact is None else
+                     "every channel refused it permanently" if not left else
+                     "every channel failed")
+            if left and now + wait <= msg.created_at + p.deadline:
+                status, next_at, kind = "due", now + wait, "notification_retry"
+                text = (f"{msg.event} message to {msg.contact} not delivered ({error}); "
+                        f"attempt {attempts}, next in {wait:g}s")
+            else:
+                status, next_at, kind = "failed", now, "notification_failed"
+                text = (f"{msg.event} message to {msg.contact} could not be delivered after "
+                        f"{attempts} attempt(s): {error}")
         with self._store.tx():
             self._store.update_message(msg.id, status=status, attempts=attempts,
                                        next_attempt_at=next_at,
                                        delivered_at=now if status == "delivered" else None,
-                                       last_error=error)
+                                       last_error=error, dead_channels=json.dumps(sorted(dead)))
             if msg.incident_id is not None:
                 self._store.append(msg.incident_id, [TimelineEntry(
                     now, kind, msg.contact, text, {"message_id": msg.id, "channels": channels})])
         level = log.info if status == "delivered" else log.error
         level(kind, incident=msg.incident_id, contact=msg.contact, message_id=msg.id,
               attempt=attempts, channels=[f"{c['channel']}: {c['detail']}" for c in channels])
+        if error is not None and attempts == 1 and msg.incident_id is not None \
+                and self._on_unreachable is not None:
+            self._on_unreachable(msg.incident_id, msg.contact, msg.event)
 

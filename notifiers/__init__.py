@@ -10,6 +10,7 @@ Secrets: a full URL never leaves this module except to Apprise itself.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -28,9 +29,11 @@ class ChannelResult:
     #: The URL's scheme (json, mailto, twilio ...): a bounded metric label.
     kind: str
     ok: bool
-    #: "delivered", "failed", "timeout" or why nothing was attempted.
+    #: "delivered", "HTTP 503", "timeout" or why nothing was attempted.
     detail: str
     elapsed_s: float
+    #: Failed in a way that retrying cannot fix (a 4xx, an invalid URL).
+    permanent: bool = False
 
 
 def _instantiate(url: str) -> object | None:
@@ -63,20 +66,66 @@ def kind_of(url: str) -> str:
     return urlsplit(url).scheme.lower() or "unknown"
 
 
-async def deliver(urls: Sequence[str], title: str, body: str, *, timeout: float = 30.0
+#: Apprise schemes of SMS gateways: they get the one-line short form of a message.
+SMS_KINDS = frozenset({
+    "twilio", "sns", "clicksend", "msg91", "nexmo", "vonage", "bulksms", "bulkvs", "d7sms",
+    "sinch", "plivo", "smseagle", "smseagles", "smsmgr", "smsmanager", "kavenegar", "seven",
+    "burstsms", "freemobile", "httpsms", "serwersms", "smsc", "smstunnel", "signal", "voipms",
+})
+EMAIL_KINDS = frozenset({"mailto", "mailtos", "ses", "sendgrid", "mailgun", "sparkpost",
+                         "resend", "smtp2go", "brevo", "o365"})
+#: Apprise reports an HTTP error as "error=NNN." in its log lines.
+_HTTP_ERROR = re.compile(r"error=(\d{3})")
+
+
+def channel_class(kind: str) -> str:
+    """sms, email or push (push and chat): what form of a message the channel gets."""
+    if kind in SMS_KINDS:
+        return "sms"
+    return "email" if kind in EMAIL_KINDS else "push"
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    title: str
+    body: str
+    #: One line, with the link, for SMS-like channels (under 160 characters when it can be).
+    short: str
+
+
+async def deliver(urls: Sequence[str], msg: Message, *, fallback: bool = True,
+                  timeout: float = 30.0, skip: frozenset[str] = frozenset()
                   ) -> list[ChannelResult]:
-    """Send one message to every URL; one `ChannelResult` per URL, in order."""
+    """Send `msg` through a contact's channels, in their order.
+
+    With `fallback`, the channels are alternatives: the first that accepts the
+    message ends the delivery (push first, SMS if push fails, e-mail last).
+    Without it every channel is used. Channels whose redacted name is in `skip`
+    (they failed permanently before) are not tried again.
+    """
     out: list[ChannelResult] = []
     for url in urls:
-        out.append(await _deliver_one(url, title, body, timeout))
+        kind = kind_of(url)
+        if redact_short(url) in skip:
+            continue
+        sms = channel_class(kind) == "sms"
+        res = await _deliver_one(url, msg.title if not sms else "",
+                                 msg.short if sms else msg.body, timeout)
+        out.append(res)
+        if res.ok and fallback:
+            break
     return out
 
 
+def redact_short(url: str) -> str:
+    return redact(url).split("?", 1)[0]
+
+
 async def _deliver_one(url: str, title: str, body: str, timeout: float) -> ChannelResult:
-    kind, shown = kind_of(url), redact(url)
+    kind, shown = kind_of(url), redact_short(url)
     ap = apprise.Apprise()
     if not ap.add(url):
-        return ChannelResult(shown, kind, False, "invalid URL", 0.0)
+        return ChannelResult(shown, kind, False, "invalid URL", 0.0, permanent=True)
     result = await ap.async_notify(body=body, title=title, timeout=timeout)
     services = list(getattr(result, "results", ()))
     if not services:
@@ -84,7 +133,26 @@ async def _deliver_one(url: str, title: str, body: str, timeout: float) -> Chann
     svc = services[0]
     status = getattr(svc.status, "name", str(svc.status)).lower()
     detail = {"success": "delivered"}.get(status, status)
+    permanent = False
+    if not svc:
+        code = _http_status(svc)
+        if code is not None:
+            detail = f"HTTP {code}"
+            # A 4xx is the service refusing this message or these credentials:
+            # sending it again cannot help. 408 and 429 are the exceptions.
+            permanent = 400 <= code < 500 and code not in (408, 429)
+        elif status == "failure":
+            detail = "failed (no answer or connection error)"
     # Apprise's privacy URL carries every default as a query parameter; the
     # part before "?" is what a person needs to recognise the channel.
     channel = (svc.url or shown).split("?", 1)[0]
-    return ChannelResult(channel, kind, bool(svc), detail, float(svc.elapsed))
+    return ChannelResult(channel, kind, bool(svc), detail, float(svc.elapsed), permanent)
+
+
+def _http_status(svc: object) -> int | None:
+    for attempt in getattr(svc, "attempts", ()):
+        for entry in getattr(attempt, "logs", ()):
+            m = _HTTP_ERROR.search(str(getattr(entry, "message", "")))
+            if m:
+                return int(m.group(1))
+    return None

@@ -1,30 +1,60 @@
-"""What a person reads: the title and body of each notification. Pure.
+"""What a person reads: each event in a rich form and a one-line SMS form. Pure.
 
-Every page says what broke, since when, the reason, the incident id and,
-for paging events, the one-click acknowledgement link made for that
-recipient, so that the one SMS somebody reads at 3 a.m. is enough to act on.
-Times are in the business's time zone.
+Every page says what broke, since when, the reason, the incident id and, for
+paging events, the one-click acknowledgement link made for that recipient,
+so that the one SMS somebody reads at 3 a.m. is enough to act on. Times are
+in the business's time zone.
+
+A business may override any form in `[templates]`: keys `<event>` (the rich
+body), `<event>_title` and `<event>_sms`, with `{placeholders}` from FIELDS.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import string
+from collections.abc import Mapping
 from zoneinfo import ZoneInfo
 
 from agent.incidents import Incident
+from notifiers import Message
 
 #: Events that ask somebody to act, and so carry an acknowledgement link.
 PAGING_EVENTS = frozenset({"page", "repeat", "ack_expired", "resolve_timeout"})
+EVENTS = ("page", "repeat", "ack_expired", "resolve_timeout", "update", "resolved",
+          "acknowledged", "test")
+FIELDS = ("tag", "what", "incident", "title", "severity", "state", "reason", "since",
+          "since_time", "target", "link", "why", "duration", "by", "message_id")
+SMS_LIMIT = 160
 
 _TAG = {
     "page": "DOWN", "repeat": "STILL DOWN", "ack_expired": "ACK EXPIRED",
     "resolve_timeout": "UNRESOLVED", "update": "UPDATE", "resolved": "RESOLVED",
-    "acknowledged": "ACKNOWLEDGED",
+    "acknowledged": "ACKNOWLEDGED", "test": "TEST",
 }
 
 
-def clock(ts: float, tz: ZoneInfo) -> str:
-    return dt.datetime.fromtimestamp(ts, tz).strftime("%Y-%m-%d %H:%M:%S %Z")
+def template_problem(key: str, text: str) -> str | None:
+    """Why `[templates] key = text` cannot be used, or None."""
+    event, _, form = key.partition("_")
+    if key.startswith("ack_expired") or key.startswith("resolve_timeout"):
+        event = "_".join(key.split("_")[:2])
+        form = key[len(event) + 1:]
+    if event not in EVENTS or form not in ("", "title", "sms"):
+        return (f"unknown template; keys are <event>, <event>_title or <event>_sms with "
+                f"event one of {', '.join(EVENTS)}")
+    try:
+        names = {f for _, f, _, _ in string.Formatter().parse(text) if f is not None}
+    except ValueError as exc:
+        return f"is not a valid template ({exc})"
+    unknown = sorted(n for n in names if n not in FIELDS)
+    if unknown:
+        return f"unknown placeholder {{{unknown[0]}}}; known: {', '.join(FIELDS)}"
+    return None
+
+
+def clock(ts: float, tz: ZoneInfo, fmt: str = "%Y-%m-%d %H:%M:%S %Z") -> str:
+    return dt.datetime.fromtimestamp(ts, tz).strftime(fmt)
 
 
 def span(seconds: float) -> str:
@@ -37,28 +67,61 @@ def span(seconds: float) -> str:
 
 
 def render(event: str, inc: Incident, *, target: str, link: str | None, reason: str,
-           tz: ZoneInfo) -> tuple[str, str]:
-    what = inc.check or inc.title
-    title = f"[{_TAG.get(event, event.upper())}] {what} - incident #{inc.id}"
-    where = f" ({target})" if target else ""
+           tz: ZoneInfo, message_id: str = "", now: float | None = None,
+           overrides: Mapping[str, str] | None = None) -> Message:
+    end = inc.resolved_at or now or inc.opened_at
+    f = {
+        "tag": _TAG.get(event, event.upper()), "what": inc.check or inc.title,
+        "incident": str(inc.id), "title": inc.title, "severity": inc.severity,
+        "state": inc.state.value, "reason": inc.reason, "since": clock(inc.started_at, tz),
+        "since_time": clock(inc.started_at, tz, "%H:%M"), "target": target, "link": link or "",
+        "why": reason, "duration": span(end - inc.started_at),
+        "by": inc.resolved_by or inc.acknowledged_by or "", "message_id": message_id,
+    }
+    o = overrides or {}
+    title = o.get(f"{event}_title", "[{tag}] {what} - incident #{incident}").format(**f)
+    body = o[event].format(**f) if event in o else _body(event, f, inc, tz)
+    short = o[f"{event}_sms"].format(**f) if f"{event}_sms" in o else _short(event, f)
+    return Message(title, body, short)
+
+
+def _body(event: str, f: dict[str, str], inc: Incident, tz: ZoneInfo) -> str:
+    where = f" ({f['target']})" if f["target"] else ""
     if event == "resolved":
-        end = inc.resolved_at or inc.opened_at
-        lines = [f"{what}{where} is resolved after {span(end - inc.started_at)}.",
-                 f"Down since: {clock(inc.started_at, tz)}; resolved {clock(end, tz)} "
-                 f"by {inc.resolved_by}.",
-                 f"Was: {inc.reason}"]
+        lines = [f"{f['what']}{where} is resolved after {f['duration']}.",
+                 f"Down since: {f['since']}; resolved by {f['by']}.", f"Was: {f['reason']}"]
     elif event == "acknowledged":
-        lines = [f"{what}{where}: acknowledged by {inc.acknowledged_by}"
-                 f" at {clock(inc.acknowledged_at or inc.opened_at, tz)}.",
-                 f"Reason: {inc.reason}"]
+        at = clock(inc.acknowledged_at or inc.opened_at, tz)
+        lines = [f"{f['what']}{where}: acknowledged by {f['by']} at {at}.",
+                 f"Reason: {f['reason']}"]
+    elif event == "test":
+        lines = ["A test message from onwatch: this channel works."]
     else:
-        lines = [f"{inc.title}{where}.",
-                 f"Since: {clock(inc.started_at, tz)}",
-                 f"Reason: {inc.reason}",
-                 f"Severity: {inc.severity}. State: {inc.state.value}."]
-        if reason:
-            lines.append(f"Why you: {reason}")
-    lines.append(f"Incident #{inc.id}. Details: onwatch show {inc.id}")
-    if link:
-        lines.append(f"Acknowledge: {link}")
-    return title, "\n".join(lines)
+        lines = [f"{f['title']}{where}.", f"Since: {f['since']} ({f['duration']} ago)",
+                 f"Reason: {f['reason']}", f"Severity: {f['severity']}. State: {f['state']}."]
+        if f["why"]:
+            lines.append(f"Why you: {f['why']}")
+    lines.append(f"Incident #{f['incident']}. Details: onwatch show {f['incident']}")
+    if f["link"]:
+        lines.append(f"Acknowledge: {f['link']}")
+    if f["message_id"]:
+        lines.append(f"Message id: {f['message_id']}")
+    return "\n".join(lines)
+
+
+def _short(event: str, f: dict[str, str]) -> str:
+    """One line: the essentials, the reason cut to keep the whole under SMS_LIMIT if it can."""
+    if event == "test":
+        return "onwatch test message: this channel works."
+    head = f"{f['tag']} {f['what']} #{f['incident']}"
+    tail = f" Ack: {f['link']}" if f["link"] else ""
+    if event == "resolved":
+        middle = f" after {f['duration']}."
+    elif event == "acknowledged":
+        middle = f" by {f['by']}."
+    else:
+        middle = f" since {f['since_time']}: {f['reason']}"
+    room = SMS_LIMIT - len(head) - len(tail)
+    if len(middle) > room > 4:
+        middle = middle[:room - 3].rstrip() + "..."
+    return head + middle + tail

@@ -65,7 +65,9 @@ CREATE TABLE IF NOT EXISTS outbox (
     attempts INTEGER NOT NULL DEFAULT 0,
     status TEXT NOT NULL DEFAULT 'due',
     delivered_at REAL,
-    last_error TEXT
+    last_error TEXT,
+    short TEXT NOT NULL DEFAULT '',
+    dead_channels TEXT NOT NULL DEFAULT '[]'
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (status, next_attempt_at);
 """
@@ -89,6 +91,10 @@ class OutboxMessage:
     status: str = "due"  # due, delivered, failed
     delivered_at: float | None = None
     last_error: str | None = None
+    #: The one-line form for SMS-like channels.
+    short: str = ""
+    #: JSON list of redacted channels that failed permanently: not tried again.
+    dead_channels: str = "[]"
 
 
 class Store:
@@ -209,9 +215,9 @@ class Store:
     def enqueue(self, msg: OutboxMessage) -> None:
         self._db.execute(
             "INSERT INTO outbox (id, incident_id, contact, event, title, body, created_at, "
-            "next_attempt_at) VALUES (?,?,?,?,?,?,?,?)",
+            "next_attempt_at, short) VALUES (?,?,?,?,?,?,?,?,?)",
             (msg.id, msg.incident_id, msg.contact, msg.event, msg.title, msg.body,
-             msg.created_at, msg.next_attempt_at),
+             msg.created_at, msg.next_attempt_at, msg.short),
         )
 
     def due_messages(self, now: float, limit: int = 100) -> list[OutboxMessage]:
@@ -230,12 +236,18 @@ class Store:
         return {r[0]: int(r[1]) for r in rows}
 
     def update_message(self, msg_id: str, *, status: str, attempts: int, next_attempt_at: float,
-                       delivered_at: float | None, last_error: str | None) -> None:
+                       delivered_at: float | None, last_error: str | None,
+                       dead_channels: str = "[]") -> None:
         self._db.execute(
             "UPDATE outbox SET status=?, attempts=?, next_attempt_at=?, delivered_at=?, "
-            "last_error=? WHERE id=?",
-            (status, attempts, next_attempt_at, delivered_at, last_error, msg_id),
+            "last_error=?, dead_channels=? WHERE id=?",
+            (status, attempts, next_attempt_at, delivered_at, last_error, dead_channels, msg_id),
         )
+
+    def oldest_due_created_at(self) -> float | None:
+        row = self._db.execute(
+            "SELECT MIN(created_at) FROM outbox WHERE status = 'due'").fetchone()
+        return None if row[0] is None else float(row[0])
 
     def messages(self, incident_id: int) -> list[OutboxMessage]:
         rows = self._db.execute("SELECT * FROM outbox WHERE incident_id = ? ORDER BY created_at",
@@ -259,3 +271,8 @@ def _migrate(conn: sqlite3.Connection) -> None:
     for column in ("policy", "escalation"):
         if column not in have:
             conn.execute(f"ALTER TABLE incidents ADD COLUMN {column} TEXT")
+    have = {r[1] for r in conn.execute("PRAGMA table_info(outbox)")}
+    for column, decl in (("short", "TEXT NOT NULL DEFAULT ''"),
+                         ("dead_channels", "TEXT NOT NULL DEFAULT '[]'")):
+        if column not in have:
+            conn.execute(f"ALTER TABLE outbox ADD COLUMN {column} {decl}")

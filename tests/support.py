@@ -39,8 +39,15 @@ class Receiver:
 
     messages: list[dict[str, Any]] = field(default_factory=list)
     status: int = 200
+    #: Per path ("/alice"): answer this status instead of `status`.
+    statuses: dict[str, int] = field(default_factory=dict)
+    #: While set, requests are held without an answer (a hanging service).
+    hang: asyncio.Event | None = None
+    #: Every request, including refused ones: (path, status answered).
+    attempts: list[tuple[str, int]] = field(default_factory=list)
     runner: web.AppRunner | None = None
     port: int = 0
+    _released: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def start(self) -> Receiver:
         app = web.Application()
@@ -59,13 +66,21 @@ class Receiver:
     async def _post(self, request: web.Request) -> web.Response:
         body = await request.json()
         body["_path"] = request.path
-        self.messages.append(body)
-        return web.json_response({}, status=self.status)
+        status = self.statuses.get(request.path, self.status)
+        self.attempts.append((request.path, status))
+        if self.hang is not None and self.hang.is_set():
+            self.messages.append(body)  # it arrived; the answer never comes
+            await self._released.wait()
+            return web.json_response({}, status=503)
+        if status < 300:
+            self.messages.append(body)
+        return web.json_response({}, status=status)
 
     def titles(self) -> list[str]:
         return [m.get("title", "") for m in self.messages]
 
     async def close(self) -> None:
+        self._released.set()
         if self.runner:
             await self.runner.cleanup()
 

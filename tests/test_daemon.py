@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import signal
 import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -32,8 +34,8 @@ name = "pos"
 type = "http"
 url = "http://127.0.0.1:{port}/"
 interval = "1s"
-timeout = "500ms"
-confirm = 2
+timeout = "900ms"
+confirm = 3
 recheck_interval = "100ms"
 contacts = ["owner"]
 """
@@ -61,6 +63,11 @@ async def test_open_incident_survives_kill_and_is_resolved_once(tmp_path: Path) 
         assert [t for t in receiver.titles() if "[DOWN]" in t] == ["[DOWN] pos - incident #1"]
         await target.start()
         await wait_for(lambda: _has(receiver, "[RESOLVED] pos"), 10, "the RESOLVED message")
+        _, metrics_text = await second.get("/metrics")
+        _, health = await second.get("/healthz")
+        cli = [subprocess.run([sys.executable, "-m", "agent", *args, "--config",
+                               str(second.config)], capture_output=True, text=True, timeout=30)
+               for args in (["incidents"], ["show", "1"], ["validate"])]
     finally:
         code = await second.stop()
         await target.runner.cleanup()
@@ -78,6 +85,11 @@ async def test_open_incident_survives_kill_and_is_resolved_once(tmp_path: Path) 
     logs = "\n".join(first.raw_log + second.raw_log)
     assert "incident_opened" in logs and "notification_delivered" in logs
     assert CANARY not in logs
+    assert "onwatch_notifications_total" in metrics_text and CANARY not in metrics_text
+    assert CANARY not in health
+    assert all(r.returncode == 0 for r in cli), [r.stderr for r in cli]
+    assert "notification_delivered" in cli[1].stdout
+    assert not any(CANARY in r.stdout + r.stderr for r in cli)
     assert CANARY.encode() not in raw_db
 
 

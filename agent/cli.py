@@ -235,6 +235,29 @@ def cmd_declare(args: argparse.Namespace) -> int:
                 "declared incident #{id} ({severity}, policy {policy})")
 
 
+def cmd_test_notify(args: argparse.Namespace) -> int:
+    """Send a test message through every channel of a contact; print each outcome."""
+    from notifiers import Message, deliver
+
+    cfg = _load(args.config)
+    if cfg is None:
+        return EXIT_CONFIG
+    contact = cfg.contacts.get(args.contact)
+    if contact is None:
+        print(f"onwatch: no contact named {args.contact!r} (contacts: "
+              f"{', '.join(cfg.contacts) or 'none'})", file=sys.stderr)
+        return EXIT_CONFIG
+    msg = Message("[TEST] onwatch", f"A test message from onwatch to {contact.name}: "
+                  "this channel works.", f"onwatch test to {contact.name}: this channel works.")
+    results = asyncio.run(deliver(contact.urls, msg, fallback=False,
+                                  timeout=cfg.delivery.send_timeout))
+    for r in results:
+        mark = "ok  " if r.ok else "FAIL"
+        extra = " (permanent: check the URL and its credentials)" if r.permanent else ""
+        print(f"{mark} {r.channel}  {r.detail} in {r.elapsed_s:.2f}s{extra}")
+    return EXIT_OK if results and all(r.ok for r in results) else EXIT_FAIL
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="onwatch", description="Monitoring agent with escalation.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -282,6 +305,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--reason", default="")
     sp.add_argument("--by")
     sp.set_defaults(func=cmd_declare)
+    sp = with_config("test-notify", "send a test message through every channel of a contact")
+    sp.add_argument("contact")
+    sp.set_defaults(func=cmd_test_notify)
     return p
 
 

@@ -155,3 +155,34 @@ async def _delivered(store: Store) -> bool:
 
 async def _failed(store: Store, _: object = None) -> bool:
     return row(store)["status"] == "failed"
+
+
+async def test_test_notify_prints_each_channel_outcome_without_secrets(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.support import ROOT
+
+    rx = await Receiver(statuses={"/bad": 403}).start()
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f"""
+[agent]
+state_dir = "{tmp_path / 'st'}"
+[[contacts]]
+name = "alice"
+urls = ["json://bob:hunter2-canary@127.0.0.1:{rx.port}/good",
+        "json://127.0.0.1:{rx.port}/bad"]
+""")
+    try:
+        res = await asyncio.to_thread(
+            subprocess.run, [sys.executable, "-m", "agent", "test-notify", "alice", "--config",
+                             str(cfg)], capture_output=True, text=True, timeout=30, cwd=ROOT)
+    finally:
+        await rx.close()
+    lines = res.stdout.splitlines()
+    assert res.returncode == 1
+    assert lines[0].startswith("ok   json://bob:****@127.0.0.1") and "delivered" in lines[0]
+    assert lines[1].startswith("FAIL json://127.0.0.1") and "HTTP 403" in lines[1]
+    assert "permanent" in lines[1]
+    assert "hunter2-canary" not in res.stdout + res.stderr
+    assert [p for p, _ in rx.attempts] == ["/good", "/bad"]

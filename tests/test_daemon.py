@@ -65,8 +65,9 @@ async def test_open_incident_survives_kill_and_is_resolved_once(tmp_path: Path) 
         await wait_for(lambda: _has(receiver, "[RESOLVED] pos"), 10, "the RESOLVED message")
         _, metrics_text = await second.get("/metrics")
         _, health = await second.get("/healthz")
-        cli = [subprocess.run([sys.executable, "-m", "agent", *args, "--config",
-                               str(second.config)], capture_output=True, text=True, timeout=30)
+        cli = [await asyncio.to_thread(
+            subprocess.run, [sys.executable, "-m", "agent", *args, "--config",
+                             str(second.config)], capture_output=True, text=True, timeout=30)
                for args in (["incidents"], ["show", "1"], ["validate"])]
     finally:
         code = await second.stop()

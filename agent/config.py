@@ -81,6 +81,11 @@ class DeliveryPolicy:
     retry_cap: float = 60.0
     deadline: float = 3600.0
     send_timeout: float = 30.0
+    #: A recipient who got `storm_threshold` messages within `storm_window` gets at
+    #: most one bundled message per `storm_interval` after that.
+    storm_threshold: int = 5
+    storm_window: float = 60.0
+    storm_interval: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -179,7 +184,9 @@ def parse(raw: Mapping[str, Any], path: Path) -> Config:
 
 def _delivery(sec: Section) -> DeliveryPolicy:
     p = DeliveryPolicy(sec.duration("retry_cap", 60.0), sec.duration("deadline", 3600.0),
-                       sec.duration("send_timeout", 30.0))
+                       sec.duration("send_timeout", 30.0),
+                       sec.integer("storm_threshold", 5, low=1, high=1000),
+                       sec.duration("storm_window", 60.0), sec.duration("storm_interval", 60.0))
     sec.finish()
     return p
 

@@ -25,6 +25,7 @@ from agent.outbox import Dispatcher
 from agent.runner import Runner
 from agent.scheduler import Scheduler
 from agent.store.sqlite import Store, StoreError
+from agent.storm import StormPolicy
 from checks.base import ProbeContext
 
 log = structlog.get_logger(__name__)
@@ -70,7 +71,10 @@ async def serve(config: Config, *, stop: asyncio.Event | None = None) -> None:
     scheduler = Scheduler(config.checks, ctx, runner.on_result,
                           max_concurrency=config.agent.max_concurrency)
     dispatcher = Dispatcher(store, config.contacts, metrics, engine.outbox_wakeup, time.time,
-                            policy=config.delivery, on_unreachable=engine.unreachable)
+                            policy=config.delivery, on_unreachable=engine.unreachable,
+                            storm=StormPolicy(config.delivery.storm_threshold,
+                                              config.delivery.storm_window,
+                                              config.delivery.storm_interval))
     dispatcher.start()
     engine_task = asyncio.create_task(engine.run(), name="engine")
     scheduler.start()

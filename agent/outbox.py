@@ -30,6 +30,7 @@ from agent.config import Contact, DeliveryPolicy
 from agent.incidents import TimelineEntry
 from agent.metrics import Metrics
 from agent.store.sqlite import OutboxMessage, Store
+from agent.storm import StormGate, StormPolicy, bundle
 from notifiers import ChannelResult, Message, deliver, redact_short
 
 log = structlog.get_logger(__name__)
@@ -48,6 +49,7 @@ class Dispatcher:
                  wakeup: asyncio.Event, clock: Callable[[], float], *,
                  policy: DeliveryPolicy | None = None,
                  on_unreachable: Callable[[int, str, str], None] | None = None,
+                 storm: StormPolicy | None = None,
                  parallel: int = 8) -> None:
         self._store = store
         self._contacts = contacts
@@ -57,6 +59,7 @@ class Dispatcher:
         self._policy = policy or DeliveryPolicy()
         self._on_unreachable = on_unreachable
         self._sem = asyncio.Semaphore(parallel)
+        self._gate = StormGate(storm or StormPolicy())
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
 
@@ -78,10 +81,12 @@ class Dispatcher:
     async def _run(self) -> None:
         while not self._stopping:
             self._wakeup.clear()
-            batch = self._store.due_messages(self._clock())
+            now = self._clock()
+            batch = self._store.due_messages(now, limit=1000)
             self._refresh_gauges()
             if batch:
-                await asyncio.gather(*(self._send(m) for m in batch))
+                await asyncio.gather(*(self._send_group(ms, now)
+                                       for ms in _by_contact(batch).values()))
                 continue
             nxt = self._store.next_due_at()
             delay = IDLE_POLL if nxt is None else max(0.05, min(IDLE_POLL, nxt - self._clock()))
@@ -93,20 +98,37 @@ class Dispatcher:
         oldest = self._store.oldest_due_created_at()
         self._metrics.outbox_oldest_age.set(0 if oldest is None else self._clock() - oldest)
 
-    async def _send(self, msg: OutboxMessage) -> None:
-        contact = self._contacts.get(msg.contact)
-        dead = frozenset(json.loads(msg.dead_channels))
+    async def _send_group(self, msgs: list[OutboxMessage], now: float) -> None:
+        """A recipient's due messages: one by one, bundled (a storm), or held for the bundle."""
+        how, until = self._gate.decide(msgs[0].contact, len(msgs), now)
+        if how == "hold":
+            with self._store.tx():
+                for m in msgs:
+                    self._store.postpone(m.id, until)
+            return
+        if how == "each":
+            for m in msgs:
+                await self._send(m, [m], Message(m.title, m.body, m.short))
+            return
+        await self._send(msgs[0], msgs, bundle(msgs))
+
+    async def _send(self, first: OutboxMessage, msgs: list[OutboxMessage], content: Message
+                    ) -> None:
+        contact = self._contacts.get(first.contact)
+        dead = frozenset(json.loads(first.dead_channels))
         async with self._sem:
             if contact is None:
                 results: list[ChannelResult] = []
             else:
-                results = await deliver(contact.urls, Message(msg.title, msg.body, msg.short),
-                                        fallback=contact.fallback, skip=dead,
-                                        timeout=self._policy.send_timeout)
-        self._record(msg, contact, results, dead)
+                results = await deliver(contact.urls, content, fallback=contact.fallback,
+                                        skip=dead, timeout=self._policy.send_timeout)
+        if any(r.ok for r in results):
+            self._gate.sent(first.contact, self._clock())
+        for m in msgs:
+            self._record(m, contact, results, dead, bundled=len(msgs))
 
     def _record(self, msg: OutboxMessage, contact: Contact | None, results: list[ChannelResult],
-                dead: frozenset[str]) -> None:
+                dead: frozenset[str], bundled: int = 1) -> None:
         now, attempts, p = self._clock(), msg.attempts + 1, self._policy
         dead = dead | {r.channel for r in results if r.permanent}
         for r in results:
@@ -120,7 +142,8 @@ class Dispatcher:
         error: str | None = None
         if any(r.ok for r in results):
             status, next_at, kind = "delivered", now, "notification_delivered"
-            text = f"{msg.event} message delivered to {msg.contact}"
+            text = f"{msg.event} message delivered to {msg.contact}" + (
+                f" in a bundle of {bundled} (alert storm)" if bundled > 1 else "")
             self._metrics.delivery_latency.observe(now - msg.created_at)
         else:
             error = ("contact is no longer in the configuration" if contact is None else
@@ -149,3 +172,9 @@ class Dispatcher:
                 and self._on_unreachable is not None:
             self._on_unreachable(msg.incident_id, msg.contact, msg.event)
 
+
+def _by_contact(batch: list[OutboxMessage]) -> dict[str, list[OutboxMessage]]:
+    groups: dict[str, list[OutboxMessage]] = {}
+    for m in batch:
+        groups.setdefault(m.contact, []).append(m)
+    return groups

@@ -244,6 +244,11 @@ class Store:
             (status, attempts, next_attempt_at, delivered_at, last_error, dead_channels, msg_id),
         )
 
+    def postpone(self, msg_id: str, until: float) -> None:
+        """Hold a due message (storm bundling); not an attempt, nothing else changes."""
+        self._db.execute("UPDATE outbox SET next_attempt_at = ? WHERE id = ? AND status = 'due'",
+                         (until, msg_id))
+
     def oldest_due_created_at(self) -> float | None:
         row = self._db.execute(
             "SELECT MIN(created_at) FROM outbox WHERE status = 'due'").fetchone()

@@ -9,8 +9,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from agent.storm import StormGate, StormPolicy, bundle
 from agent.store.sqlite import OutboxMessage
+from agent.storm import StormGate, StormPolicy, bundle
 from tests.support import Receiver, start_agent, wait_for
 
 P = StormPolicy(threshold=3, window=60.0, interval=10.0)

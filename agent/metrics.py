@@ -69,6 +69,9 @@ class Metrics:
                                           "From a notification being due to its delivery",
                                           buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600),
                                           registry=r)
+        self.uplink_up = Gauge("onwatch_uplink_up", "0 while no notification service can be "
+                               "reached at all (the agent's own uplink is down)", registry=r)
+        self.uplink_up.set(1)
         self.lateness = Histogram("onwatch_scheduler_lateness_seconds",
                                   "How late a probe started after its due time",
                                   buckets=_LATENESS_BUCKETS, registry=r)

@@ -22,7 +22,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import structlog
 
@@ -60,6 +63,8 @@ class Dispatcher:
         self._on_unreachable = on_unreachable
         self._sem = asyncio.Semaphore(parallel)
         self._gate = StormGate(storm or StormPolicy())
+        #: When the agent's own uplink was found down (None: it is up).
+        self.offline_since: float | None = None
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
 
@@ -85,8 +90,13 @@ class Dispatcher:
             batch = self._store.due_messages(now, limit=1000)
             self._refresh_gauges()
             if batch:
-                await asyncio.gather(*(self._send_group(ms, now)
-                                       for ms in _by_contact(batch).values()))
+                done = await asyncio.gather(*(self._send_group(ms, now)
+                                              for ms in _by_contact(batch).values()))
+                attempts = [a for group in done for a in group]
+                self._uplink([r for a in attempts for r in a.results])
+                for a in attempts:
+                    for m in a.msgs:
+                        self._record(m, a.contact, a.results, a.dead, bundled=len(a.msgs))
                 continue
             nxt = self._store.next_due_at()
             delay = IDLE_POLL if nxt is None else max(0.05, min(IDLE_POLL, nxt - self._clock()))
@@ -98,24 +108,22 @@ class Dispatcher:
         oldest = self._store.oldest_due_created_at()
         self._metrics.outbox_oldest_age.set(0 if oldest is None else self._clock() - oldest)
 
-    async def _send_group(self, msgs: list[OutboxMessage], now: float) -> None:
+    async def _send_group(self, msgs: list[OutboxMessage], now: float) -> list[_Attempt]:
         """A recipient's due messages: one by one, bundled (a storm), or held for the bundle."""
         how, until = self._gate.decide(msgs[0].contact, len(msgs), now)
         if how == "hold":
             with self._store.tx():
                 for m in msgs:
                     self._store.postpone(m.id, until)
-            return
+            return []
         if how == "each":
-            for m in msgs:
-                await self._send(m, [m], Message(m.title, m.body, m.short))
-            return
-        await self._send(msgs[0], msgs, bundle(msgs))
+            return [await self._send([m], Message(m.title, _late(m, now, m.body), m.short))
+                    for m in msgs]
+        return [await self._send(msgs, bundle(msgs))]
 
-    async def _send(self, first: OutboxMessage, msgs: list[OutboxMessage], content: Message
-                    ) -> None:
-        contact = self._contacts.get(first.contact)
-        dead = frozenset(json.loads(first.dead_channels))
+    async def _send(self, msgs: list[OutboxMessage], content: Message) -> _Attempt:
+        contact = self._contacts.get(msgs[0].contact)
+        dead = frozenset(json.loads(msgs[0].dead_channels))
         async with self._sem:
             if contact is None:
                 results: list[ChannelResult] = []
@@ -123,9 +131,23 @@ class Dispatcher:
                 results = await deliver(contact.urls, content, fallback=contact.fallback,
                                         skip=dead, timeout=self._policy.send_timeout)
         if any(r.ok for r in results):
-            self._gate.sent(first.contact, self._clock())
-        for m in msgs:
-            self._record(m, contact, results, dead, bundled=len(msgs))
+            self._gate.sent(msgs[0].contact, self._clock())
+        return _Attempt(msgs, contact, results, dead)
+
+    def _uplink(self, results: list[ChannelResult]) -> None:
+        """Own uplink lost when every attempt of a pass failed without any answer from
+        two or more different services; back with the first delivery."""
+        now = self._clock()
+        if any(r.ok for r in results):
+            if self.offline_since is not None:
+                log.warning("uplink_restored", offline_s=round(now - self.offline_since, 1))
+            self.offline_since = None
+        elif (results and all(r.network for r in results)
+              and len({_host(r.channel) for r in results}) >= 2
+              and self.offline_since is None):
+            self.offline_since = now
+            log.error("uplink_lost", channels=len(results))
+        self._metrics.uplink_up.set(0 if self.offline_since is not None else 1)
 
     def _record(self, msg: OutboxMessage, contact: Contact | None, results: list[ChannelResult],
                 dead: frozenset[str], bundled: int = 1) -> None:
@@ -149,7 +171,14 @@ class Dispatcher:
             error = ("contact is no longer in the configuration" if contact is None else
                      "every channel refused it permanently" if not left else
                      "every channel failed")
-            if left and now + wait <= msg.created_at + p.deadline:
+            if left and self.offline_since is not None:
+                # Nobody can be reached from here: hold the message (no deadline, no
+                # escalation); it goes out, with its original times, once we are back.
+                status, next_at, kind = "due", now + p.retry_cap, "notification_held"
+                text = (f"{msg.event} message to {msg.contact} held: onwatch cannot reach "
+                        f"the outside (attempt {attempts})")
+                error = "uplink down"
+            elif left and now + wait <= msg.created_at + p.deadline:
                 status, next_at, kind = "due", now + wait, "notification_retry"
                 text = (f"{msg.event} message to {msg.contact} not delivered ({error}); "
                         f"attempt {attempts}, next in {wait:g}s")
@@ -169,7 +198,7 @@ class Dispatcher:
         level(kind, incident=msg.incident_id, contact=msg.contact, message_id=msg.id,
               attempt=attempts, channels=[f"{c['channel']}: {c['detail']}" for c in channels])
         if error is not None and attempts == 1 and msg.incident_id is not None \
-                and self._on_unreachable is not None:
+                and self._on_unreachable is not None and self.offline_since is None:
             self._on_unreachable(msg.incident_id, msg.contact, msg.event)
 
 
@@ -178,3 +207,24 @@ def _by_contact(batch: list[OutboxMessage]) -> dict[str, list[OutboxMessage]]:
     for m in batch:
         groups.setdefault(m.contact, []).append(m)
     return groups
+
+
+@dataclass(frozen=True, slots=True)
+class _Attempt:
+    msgs: list[OutboxMessage]
+    contact: Contact | None
+    results: list[ChannelResult]
+    dead: frozenset[str]
+
+
+def _host(channel: str) -> str:
+    """The service a channel talks to (host:port), for "are they all down together"."""
+    return urlsplit(channel).netloc.rsplit("@", 1)[-1] or channel
+
+
+def _late(msg: OutboxMessage, now: float, body: str) -> str:
+    """A message sent long after it fell due says so, with its original time."""
+    if now - msg.created_at < 60:
+        return body
+    queued = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(msg.created_at))
+    return f"{body}\n(Sent late: queued at {queued}; it could not be delivered until now.)"

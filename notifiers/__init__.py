@@ -34,6 +34,9 @@ class ChannelResult:
     elapsed_s: float
     #: Failed in a way that retrying cannot fix (a 4xx, an invalid URL).
     permanent: bool = False
+    #: Failed without any answer from the service (connection error, timeout):
+    #: what every channel shows when the agent's own uplink is down.
+    network: bool = False
 
 
 def _instantiate(url: str) -> object | None:
@@ -133,9 +136,10 @@ async def _deliver_one(url: str, title: str, body: str, timeout: float) -> Chann
     svc = services[0]
     status = getattr(svc.status, "name", str(svc.status)).lower()
     detail = {"success": "delivered"}.get(status, status)
-    permanent = False
+    permanent = network = False
     if not svc:
         code = _http_status(svc)
+        network = code is None
         if code is not None:
             detail = f"HTTP {code}"
             # A 4xx is the service refusing this message or these credentials:
@@ -146,7 +150,8 @@ async def _deliver_one(url: str, title: str, body: str, timeout: float) -> Chann
     # Apprise's privacy URL carries every default as a query parameter; the
     # part before "?" is what a person needs to recognise the channel.
     channel = (svc.url or shown).split("?", 1)[0]
-    return ChannelResult(channel, kind, bool(svc), detail, float(svc.elapsed), permanent)
+    return ChannelResult(channel, kind, bool(svc), detail, float(svc.elapsed), permanent,
+                         network)
 
 
 def _http_status(svc: object) -> int | None:

@@ -50,11 +50,13 @@ class Receiver:
     _released: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def start(self) -> Receiver:
+        """Start listening (again, on the same port after `close()`)."""
+        self._released = asyncio.Event()
         app = web.Application()
         app.router.add_post("/{tail:.*}", self._post)
         self.runner = web.AppRunner(app, access_log=None)
         await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        site = web.TCPSite(self.runner, "127.0.0.1", self.port)
         await site.start()
         self.port = self.runner.addresses[0][1]
         return self

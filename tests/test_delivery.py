@@ -186,3 +186,43 @@ urls = ["json://bob:hunter2-canary@127.0.0.1:{rx.port}/good",
     assert "permanent" in lines[1]
     assert "hunter2-canary" not in res.stdout + res.stderr
     assert [p for p, _ in rx.attempts] == ["/good", "/bad"]
+
+
+async def test_uplink_down_holds_everything_and_drains_when_back(tmp_path: Path) -> None:
+    a, b = await Receiver().start(), await Receiver().start()
+    await a.close()
+    await b.close()  # every notification service unreachable: connections refused
+    store = Store.open(tmp_path)
+    with store.tx():
+        store.enqueue(message("m1", "alice"))
+        store.enqueue(message("m2", "owner"))
+    metrics = Metrics()
+    wake = asyncio.Event()
+    d = Dispatcher(store, {"alice": Contact("alice", (f"json://127.0.0.1:{a.port}/a",)),
+                           "owner": Contact("owner", (f"json://127.0.0.1:{b.port}/o",))},
+                   metrics, wake, time.time,
+                   policy=DeliveryPolicy(retry_cap=0.3, deadline=1.0, send_timeout=1.0))
+    d.start()
+    try:
+        await wait_for(lambda: _offline(d), 5, "the uplink found down")
+        await asyncio.sleep(1.5)  # past the deadline: without the hold they would fail
+        assert {row(store, i)["status"] for i in ("m1", "m2")} == {"due"}
+        assert metrics.uplink_up._value.get() == 0
+        await a.start()
+        await b.start()
+        await wait_for(lambda: _n(a.messages + b.messages, 2), 10, "both delivered")
+        await wait_for(lambda: _online(d), 5, "the uplink back")
+    finally:
+        await d.stop(1)
+        await a.close()
+        await b.close()
+    assert {row(store, i)["status"] for i in ("m1", "m2")} == {"delivered"}
+    assert metrics.uplink_up._value.get() == 1
+
+
+async def _offline(d: Dispatcher) -> bool:
+    return d.offline_since is not None
+
+
+async def _online(d: Dispatcher) -> bool:
+    return d.offline_since is None

@@ -20,6 +20,7 @@ from aiohttp import web
 
 from agent import links
 from agent.engine import ActionError, Engine
+from agent.fields import parse_duration
 from agent.incidents import Incident
 
 ENGINE_KEY = web.AppKey("engine", Engine)
@@ -35,6 +36,9 @@ def add_routes(app: web.Application, engine: Engine, api_token: str) -> None:
     app.router.add_post("/api/v1/incidents", api_declare)
     app.router.add_get(r"/api/v1/incidents/{id:\d+}", api_show)
     app.router.add_post(r"/api/v1/incidents/{id:\d+}/{action:ack|resolve|notes}", api_act)
+    app.router.add_get("/api/v1/maintenance", api_maintenance_list)
+    app.router.add_post("/api/v1/maintenance", api_maintenance_start)
+    app.router.add_delete(r"/api/v1/maintenance/{id:\d+}", api_maintenance_end)
     app.middlewares.append(_require_token)
 
 
@@ -206,3 +210,38 @@ async def api_declare(request: web.Request) -> web.Response:
     except ActionError as exc:
         return web.json_response({"error": str(exc)}, status=400)
     return web.json_response(incident_json(inc), status=201)
+
+
+async def api_maintenance_list(request: web.Request) -> web.Response:
+    engine = request.app[ENGINE_KEY]
+    return web.json_response({"windows": engine.store.maintenance(engine.clock())})
+
+
+async def api_maintenance_start(request: web.Request) -> web.Response:
+    engine = request.app[ENGINE_KEY]
+    body = await _body(request)
+    checks, tags = body.get("checks", []), body.get("tags", [])
+    if not (isinstance(checks, list) and isinstance(tags, list)
+            and all(isinstance(x, str) for x in [*checks, *tags])):
+        return web.json_response({"error": "checks and tags must be lists of names"}, status=400)
+    known = {c.name for c in engine.config.checks}
+    known_tags = {t for c in engine.config.checks for t in c.tags}
+    unknown = [c for c in checks if c not in known] + [t for t in tags if t not in known_tags]
+    if unknown or not (checks or tags):
+        what = f"unknown check or tag {unknown[0]!r}" if unknown else "name checks or tags"
+        return web.json_response({"error": what}, status=400)
+    duration = parse_duration(_text(body, "for", "1h"))
+    if duration is None or duration <= 0:
+        return web.json_response({"error": 'for must be a duration like "2h"'}, status=400)
+    wid = engine.start_maintenance(checks=checks, tags=tags, duration=duration,
+                                   reason=_text(body, "reason"), by=_text(body, "by") or "api")
+    return web.json_response({"id": wid, "until": engine.clock() + duration}, status=201)
+
+
+async def api_maintenance_end(request: web.Request) -> web.Response:
+    engine = request.app[ENGINE_KEY]
+    try:
+        engine.end_maintenance(int(request.match_info["id"]), by="api")
+    except ActionError as exc:
+        return web.json_response({"error": str(exc)}, status=404)
+    return web.json_response({"ended": True})

@@ -258,6 +258,43 @@ def cmd_test_notify(args: argparse.Namespace) -> int:
     return EXIT_OK if results and all(r.ok for r in results) else EXIT_FAIL
 
 
+def cmd_maintenance(args: argparse.Namespace) -> int:
+    cfg = _load(args.config)
+    if cfg is None:
+        return EXIT_CONFIG
+    if args.action == "start":
+        status, answer = _api(cfg, "POST", "/api/v1/maintenance", {
+            "checks": args.check or [], "tags": args.tag or [], "for": args.duration,
+            "reason": args.reason, "by": args.by or _me()})
+        if status >= 400:
+            print(f"onwatch: {answer.get('error', status)}", file=sys.stderr)
+            return EXIT_FAIL
+        until = answer.get("until")
+        print(f"maintenance window #{answer['id']} until "
+              f"{_ts(float(until) if isinstance(until, int | float) else None)}")
+        return EXIT_OK
+    if args.action == "end":
+        status, answer = _api(cfg, "DELETE", f"/api/v1/maintenance/{args.id}")
+        if status >= 400:
+            print(f"onwatch: {answer.get('error', status)}", file=sys.stderr)
+            return EXIT_FAIL
+        print(f"maintenance window #{args.id} ended")
+        return EXIT_OK
+    status, answer = _api(cfg, "GET", "/api/v1/maintenance")
+    windows = answer.get("windows", [])
+    assert isinstance(windows, list)
+    for w in windows:
+        print(f"#{w['id']:<4} {_ts(w['start'])} -> {_ts(w['end'])}  checks: "
+              f"{', '.join(w['checks']) or '-'}  tags: {', '.join(w['tags']) or '-'}  "
+              f"{w['reason']}")
+    for w in cfg.maintenance:
+        print(f"{w.id:<6} (from the config) checks: {', '.join(sorted(w.checks)) or '-'}  "
+              f"tags: {', '.join(sorted(w.tags)) or '-'}  {w.reason}")
+    if not windows and not cfg.maintenance:
+        print("no maintenance windows")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="onwatch", description="Monitoring agent with escalation.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -305,6 +342,15 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--reason", default="")
     sp.add_argument("--by")
     sp.set_defaults(func=cmd_declare)
+    sp = with_config("maintenance", "start, list or end maintenance windows (nothing pages)")
+    sp.add_argument("action", choices=("start", "list", "end"))
+    sp.add_argument("id", nargs="?", type=int, help="the window to end")
+    sp.add_argument("--check", action="append", help="a check (repeatable)")
+    sp.add_argument("--tag", action="append", help="every check with this tag (repeatable)")
+    sp.add_argument("--for", dest="duration", default="1h", help='how long, e.g. "2h"')
+    sp.add_argument("--reason", default="")
+    sp.add_argument("--by")
+    sp.set_defaults(func=cmd_maintenance)
     sp = with_config("test-notify", "send a test message through every channel of a contact")
     sp.add_argument("contact")
     sp.set_defaults(func=cmd_test_notify)

@@ -24,7 +24,8 @@ from types import MappingProxyType
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from agent import config_escalation
+from agent import config_detect, config_escalation
+from agent.detect.maintenance import Window
 from agent.fields import (
     Section,
     expand_secret,
@@ -106,6 +107,11 @@ class CheckConfig:
     spec: Any
     #: Escalation policy name; None: page `contacts` once (a one-step policy).
     policy: str | None = None
+    #: Labels for maintenance windows and routing ("pos", "shop-front").
+    tags: tuple[str, ...] = ()
+    #: Checks this one needs (the router, the uplink): while one of them is down,
+    #: this check's outage is attached to theirs instead of paging on its own.
+    depends_on: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -119,6 +125,8 @@ class Config:
     delivery: DeliveryPolicy = DeliveryPolicy()
     #: [templates] overrides: "<event>", "<event>_title", "<event>_sms" -> text.
     templates: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    #: Maintenance windows from the config (more are opened at run time, in the store).
+    maintenance: tuple[Window, ...] = ()
 
     def check(self, name: str) -> CheckConfig | None:
         return next((c for c in self.checks if c.name == name), None)
@@ -172,6 +180,7 @@ def parse(raw: Mapping[str, Any], path: Path) -> Config:
         root, agent.tz, contacts, lambda key: _items(root, key),
         lambda item, key, i: _named(item, key, i, errors, base))
     checks = _checks(root, defaults, contacts, esc, errors, base)
+    windows = config_detect.maintenance(_items(root, "maintenance"), root, agent.tz, checks)
     delivery = _delivery(_table(root, "notifications"))
     templates = _templates(_table(root, "templates"))
     defaults.finish()
@@ -179,7 +188,7 @@ def parse(raw: Mapping[str, Any], path: Path) -> Config:
     if errors:
         raise ConfigError(path, errors)
     return Config(path, agent, MappingProxyType(contacts), checks, esc, delivery,
-                  MappingProxyType(templates))
+                  MappingProxyType(templates), windows)
 
 
 def _delivery(sec: Section) -> DeliveryPolicy:
@@ -396,6 +405,8 @@ def _checks(root: Section, defaults: Section, contacts: Mapping[str, Contact],
         else:
             sec.value("policy")
         description = sec.string("description", "", nonempty=False)
+        tags = sec.string_list("tags")
+        depends_on = sec.string_list("depends_on")
         kind = KINDS.get(kind_name)
         spec: Any = None
         if kind is None and kind_name:
@@ -405,7 +416,10 @@ def _checks(root: Section, defaults: Section, contacts: Mapping[str, Contact],
             spec = kind.parse(sec)
             sec.finish()  # without a known type, which keys belong is unknown
         out.append(CheckConfig(name, kind_name, interval, timeout, confirm, recover, recheck,
-                               check_contacts, severity, description, spec, policy))
+                               check_contacts, severity, description, spec, policy, tags,
+                               depends_on))
+    config_detect.dependencies(out, lambda i, msg: errors.append(
+        f"checks[{i}] {show(out[i].name)}: {msg}"))
     return tuple(out)
 
 

@@ -25,6 +25,7 @@ import structlog
 from agent import escalation, incidents, links
 from agent.calendar import resolve_targets
 from agent.config import CheckConfig, Config
+from agent.detect.maintenance import Window
 from agent.escalation import EscalationState, Page
 from agent.incidents import Incident, State, TimelineEntry, Transition
 from agent.metrics import Metrics
@@ -60,6 +61,7 @@ class Engine:
         self._wakeup = asyncio.Event()
         self._live: dict[int, Live] = {}
         self._stopping = False
+        self._windows: tuple[Window, ...] | None = None
 
     # -- lookups ---------------------------------------------------------------
 
@@ -87,6 +89,34 @@ class Engine:
         # A check without a policy pages its contacts once; nothing escalates.
         return Policy(name="", steps=(Step(0.0, check.contacts if check else ()),),
                       ack_timeout=None)
+
+    def runtime_windows(self, now: float) -> tuple[Window, ...]:
+        """Maintenance windows opened with the CLI or API (cached; changed through here)."""
+        if self._windows is None:
+            self._windows = tuple(
+                Window(f"manual:{w['id']}", frozenset(w["checks"]), frozenset(w["tags"]),
+                       w["start"], w["end"], reason=w["reason"])
+                for w in self.store.maintenance(now))
+        return self._windows
+
+    def start_maintenance(self, *, checks: Sequence[str], tags: Sequence[str], duration: float,
+                          reason: str, by: str) -> int:
+        now = self.clock()
+        with self.store.tx():
+            wid = self.store.add_maintenance(checks=checks, tags=tags, start=now,
+                                             end=now + duration, reason=reason, by=by)
+        self._windows = None
+        log.warning("maintenance_started", window=wid, checks=list(checks), tags=list(tags),
+                    until=now + duration, by=by)
+        return wid
+
+    def end_maintenance(self, window_id: int, *, by: str) -> None:
+        with self.store.tx():
+            found = self.store.end_maintenance(window_id, self.clock())
+        if not found:
+            raise ActionError(f"no current maintenance window #{window_id}")
+        self._windows = None
+        log.warning("maintenance_ended", window=window_id, by=by)
 
     # -- transitions -----------------------------------------------------------
 

@@ -21,6 +21,7 @@ import structlog
 
 from agent import incidents
 from agent.config import CheckConfig, Config
+from agent.detect.maintenance import active_window
 from agent.detect.outage import Health, OutageState, Signal, observe, restored_down
 from agent.engine import Engine
 from agent.metrics import CheckMetrics, Metrics
@@ -41,6 +42,9 @@ class Runner:
         self._states: dict[str, OutageState] = {c.name: OutageState() for c in config.checks}
         self._cm: dict[str, CheckMetrics] = {c.name: metrics.for_check(c.name)
                                              for c in config.checks}
+        #: Checks that went down while suppressed (maintenance, a parent down): their
+        #: incident opens, and pages once, when the suppression ends and they are still down.
+        self._pending: dict[str, str] = {}
 
     def restore(self) -> None:
         """Checks whose incident is open are known to be down; orphaned incidents are closed."""
@@ -73,13 +77,48 @@ class Runner:
                      error_kind=str(result.error_kind), failures=step.state.fails)
         if step.signal is not None:
             self._on_signal(check, step.signal)
+        elif check.name in self._pending and step.state.health is Health.DOWN:
+            self._release(check, step.state)
         return step.recheck
 
     def health(self, name: str) -> Health:
         return self._states[name].health
 
+    def suppression(self, check: CheckConfig, now: float) -> str | None:
+        """Why an outage of `check` must not page now, or None."""
+        windows = (*self.config.maintenance, *self.engine.runtime_windows(now))
+        w = active_window(windows, check.name, check.tags, now)
+        if w is not None:
+            return "in a maintenance window" + (f" ({w.reason})" if w.reason else "")
+        for parent in check.depends_on:
+            st = self._states[parent]
+            if st.health is Health.DOWN:
+                inc = self.engine.open_for_check(parent)
+                return (f"depends on {parent}, which is down"
+                        + (f" (incident #{inc.id})" if inc else ""))
+            if st.fails > 0:
+                # Both broke at once and the child confirmed first: wait for the parent.
+                return f"depends on {parent}, which is failing too"
+        return None
+
+    def _release(self, check: CheckConfig, state: OutageState) -> None:
+        """A suppressed outage outlived its suppression: open its incident now, once."""
+        if self.suppression(check, self.clock()) is not None:
+            return
+        del self._pending[check.name]
+        if self.engine.open_for_check(check.name) is None:
+            self._on_signal(check, Signal(Health.DOWN, check.name, self.clock(), state.since,
+                                          "still down after the suppression ended", None))
+
     def _on_signal(self, check: CheckConfig, signal: Signal) -> None:
         engine = self.engine
+        if signal.kind is Health.UP:
+            self._pending.pop(check.name, None)
+        elif engine.open_for_check(check.name) is None:
+            why = self.suppression(check, self.clock())
+            if why is not None:
+                self._suppress(check, signal, why)
+                return
         current = engine.open_for_check(check.name)
         if current is None and signal.kind is Health.DOWN:
             current = engine.store.latest_incident(check.name)  # may be reopened
@@ -96,3 +135,13 @@ class Runner:
         inc = engine.apply(tr)
         log.warning(f"incident_{tr.notify}", incident=inc.id, check=check.name,
                     reason=inc.reason, severity=inc.severity)
+
+    def _suppress(self, check: CheckConfig, signal: Signal, why: str) -> None:
+        self._pending[check.name] = why
+        log.warning("outage_suppressed", check=check.name, reason=signal.reason, why=why)
+        for parent in check.depends_on:
+            inc = self.engine.open_for_check(parent)
+            if inc is not None:  # the child's outage becomes part of the parent's story
+                self.engine.note(inc.id, by="onwatch",
+                                 text=f"{check.name} is down too ({signal.reason}); it depends "
+                                      f"on {parent}, so it is not paged separately")

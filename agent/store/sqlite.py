@@ -70,6 +70,15 @@ CREATE TABLE IF NOT EXISTS outbox (
     dead_channels TEXT NOT NULL DEFAULT '[]'
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (status, next_attempt_at);
+CREATE TABLE IF NOT EXISTS maintenance (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    checks TEXT NOT NULL,
+    tags TEXT NOT NULL,
+    start REAL NOT NULL,
+    end REAL NOT NULL,
+    reason TEXT NOT NULL,
+    by TEXT NOT NULL
+);
 """
 
 
@@ -253,6 +262,27 @@ class Store:
         row = self._db.execute(
             "SELECT MIN(created_at) FROM outbox WHERE status = 'due'").fetchone()
         return None if row[0] is None else float(row[0])
+
+    # maintenance windows opened at run time ------------------------------------
+
+    def add_maintenance(self, *, checks: Sequence[str], tags: Sequence[str], start: float,
+                        end: float, reason: str, by: str) -> int:
+        cur = self._db.execute(
+            "INSERT INTO maintenance (checks, tags, start, end, reason, by) VALUES (?,?,?,?,?,?)",
+            (json.dumps(list(checks)), json.dumps(list(tags)), start, end, reason, by))
+        return int(cur.lastrowid or 0)
+
+    def maintenance(self, now: float) -> list[dict[str, Any]]:
+        """Windows not yet over at `now` (current and future)."""
+        rows = self._db.execute("SELECT * FROM maintenance WHERE end > ? ORDER BY start",
+                                (now,)).fetchall()
+        return [{**dict(r), "checks": json.loads(r["checks"]), "tags": json.loads(r["tags"])}
+                for r in rows]
+
+    def end_maintenance(self, window_id: int, now: float) -> bool:
+        cur = self._db.execute("UPDATE maintenance SET end = ? WHERE id = ? AND end > ?",
+                               (now, window_id, now))
+        return cur.rowcount > 0
 
     def messages(self, incident_id: int) -> list[OutboxMessage]:
         rows = self._db.execute("SELECT * FROM outbox WHERE incident_id = ? ORDER BY created_at",

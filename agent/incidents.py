@@ -145,3 +145,25 @@ def declare(*, new_id: int, title: str, severity: str, by: str, reason: str, now
 
 def note(inc: Incident, *, now: float, by: str, text: str) -> TimelineEntry:
     return TimelineEntry(now, "note", by, text)
+
+
+def flapping_started(current: Incident | None, check: str, *, severity: str, detail: str,
+                     now: float, new_id: int) -> Transition:
+    """One incident for a flapping check: the open one retitled, or a new one."""
+    title = f"{check} is flapping"
+    entry = TimelineEntry(now, "flapping", "onwatch",
+                          f"{title}: {detail}; its ups and downs are not paged one by one "
+                          "until it settles")
+    if current is not None and current.is_open:
+        return Transition(replace(current, title=title), (entry,), None)
+    inc = Incident(new_id, check, title, severity, State.OPEN, detail, now, now)
+    return Transition(inc, (entry,), "opened")
+
+
+def flapping_stopped(inc: Incident, *, up: bool, now: float) -> Transition | None:
+    """The check settled: resolved if it settled up, an ordinary outage if down."""
+    check = inc.check or inc.title
+    if up:
+        return resolve(inc, now=now, actor="onwatch", note=f"{check} settled: up and stable")
+    entry = TimelineEntry(now, "flapping_ended", "onwatch", f"{check} settled, but down")
+    return Transition(replace(inc, title=f"{check} is down"), (entry,), None)

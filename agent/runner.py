@@ -21,6 +21,8 @@ import structlog
 
 from agent import incidents
 from agent.config import CheckConfig, Config
+from agent.detect import flapping
+from agent.detect.flapping import FlapState
 from agent.detect.maintenance import active_window
 from agent.detect.outage import Health, OutageState, Signal, observe, restored_down
 from agent.engine import Engine
@@ -42,6 +44,7 @@ class Runner:
         self._states: dict[str, OutageState] = {c.name: OutageState() for c in config.checks}
         self._cm: dict[str, CheckMetrics] = {c.name: metrics.for_check(c.name)
                                              for c in config.checks}
+        self._flaps: dict[str, FlapState] = {c.name: FlapState() for c in config.checks}
         #: Checks that went down while suppressed (maintenance, a parent down): their
         #: incident opens, and pages once, when the suppression ends and they are still down.
         self._pending: dict[str, str] = {}
@@ -75,11 +78,39 @@ class Runner:
         if not result.ok and step.recheck:
             log.info("check_failed_rechecking", check=check.name, reason=result.reason,
                      error_kind=str(result.error_kind), failures=step.state.fails)
-        if step.signal is not None:
+        flap = flapping.observe(self._flaps[check.name], step.state.health is Health.DOWN)
+        self._flaps[check.name] = flap.state
+        if flap.started or flap.stopped:
+            self._flapping(check, flap, step.state)
+        elif step.signal is not None and flap.state.flapping:
+            log.info("flapping_change_not_paged", check=check.name,
+                     health=step.signal.kind.value, reason=step.signal.reason)
+        elif step.signal is not None:
             self._on_signal(check, step.signal)
         elif check.name in self._pending and step.state.health is Health.DOWN:
             self._release(check, step.state)
         return step.recheck
+
+    def _flapping(self, check: CheckConfig, flap: flapping.FlapStep, state: OutageState
+                  ) -> None:
+        engine, now = self.engine, self.clock()
+        current = engine.open_for_check(check.name)
+        if flap.started:
+            detail = f"{flap.change:.0%} state change over its last {flapping.RUNS} runs"
+            tr: incidents.Transition | None = incidents.flapping_started(
+                current, check.name, severity=check.severity, detail=detail, now=now,
+                new_id=engine.store.next_incident_id())
+            if tr is not None and tr.notify == "opened":
+                tr = replace(tr, incident=replace(
+                    tr.incident, policy=engine.policy_name_for(check, check.severity)))
+        elif current is not None:
+            tr = incidents.flapping_stopped(current, up=state.health is not Health.DOWN, now=now)
+        else:
+            tr = None  # settled with nothing open (resolved by hand meanwhile)
+        if tr is not None:
+            inc = engine.apply(tr)
+            log.warning("flapping_started" if flap.started else "flapping_stopped",
+                        check=check.name, incident=inc.id, change=round(flap.change, 3))
 
     def health(self, name: str) -> Health:
         return self._states[name].health

@@ -188,3 +188,19 @@ def test_config_problems(tmp_path: Path, old: str, new: str, problem: str) -> No
     with pytest.raises(ConfigError) as err:
         load(tmp_path / "c.toml")
     assert problem in err.value.problems, err.value.problems
+
+
+def test_flapping_check_becomes_one_incident_until_it_settles(world) -> None:  # type: ignore[no-untyped-def]
+    _, store, _, _ = world
+    t = utc(2026, 11, 24, 12, 0)
+    seq = "dduu" * 10 + "u" * 25
+    for i, ch in enumerate(seq):
+        run(world, "router", ch == "u", t + 30 * i)
+    incs = store.incidents(limit=100)
+    flapping = [i for i in incs if i.title == "router is flapping"]
+    assert len(flapping) == 1 and flapping[0].state.value == "resolved"
+    # Before flapping was recognised a couple of ordinary incidents came and went;
+    # after it, the remaining 8 ups and downs paged nobody.
+    assert len(incs) <= 3
+    kinds = [e.kind for e in store.timeline(flapping[0].id)]
+    assert "flapping" in kinds and kinds[-1] in ("resolved", "notification_queued")

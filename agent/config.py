@@ -112,6 +112,9 @@ class CheckConfig:
     #: Checks this one needs (the router, the uplink): while one of them is down,
     #: this check's outage is attached to theirs instead of paging on its own.
     depends_on: tuple[str, ...] = ()
+    #: Learn this check's normal response time and open a low-severity "degraded"
+    #: incident on a sustained slow-down.
+    baseline: bool = True
 
 
 @dataclass(frozen=True)
@@ -407,6 +410,7 @@ def _checks(root: Section, defaults: Section, contacts: Mapping[str, Contact],
         description = sec.string("description", "", nonempty=False)
         tags = sec.string_list("tags")
         depends_on = sec.string_list("depends_on")
+        baseline = sec.boolean("baseline", True)
         kind = KINDS.get(kind_name)
         spec: Any = None
         if kind is None and kind_name:
@@ -417,7 +421,7 @@ def _checks(root: Section, defaults: Section, contacts: Mapping[str, Contact],
             sec.finish()  # without a known type, which keys belong is unknown
         out.append(CheckConfig(name, kind_name, interval, timeout, confirm, recover, recheck,
                                check_contacts, severity, description, spec, policy, tags,
-                               depends_on))
+                               depends_on, baseline))
     config_detect.dependencies(out, lambda i, msg: errors.append(
         f"checks[{i}] {show(out[i].name)}: {msg}"))
     return tuple(out)

@@ -65,9 +65,9 @@ class Engine:
 
     # -- lookups ---------------------------------------------------------------
 
-    def open_for_check(self, check: str) -> Incident | None:
-        return next((lv.incident for lv in self._live.values() if lv.incident.check == check),
-                    None)
+    def open_for_check(self, check: str, kind: str = "outage") -> Incident | None:
+        return next((lv.incident for lv in self._live.values()
+                     if lv.incident.check == check and lv.incident.kind == kind), None)
 
     def route(self, severity: str) -> Route | None:
         return next((r for r in self.config.escalation.routes if r.severity == severity), None)

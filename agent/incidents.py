@@ -52,6 +52,9 @@ class Incident:
     resolved_by: str | None = None
     #: The escalation policy governing it ("" for a check's implicit contacts-only policy).
     policy: str | None = None
+    #: outage (down), degraded (a sustained change), ...: a check has at most one open
+    #: incident of each kind.
+    kind: str = "outage"
 
     @property
     def is_open(self) -> bool:
@@ -167,3 +170,11 @@ def flapping_stopped(inc: Incident, *, up: bool, now: float) -> Transition | Non
         return resolve(inc, now=now, actor="onwatch", note=f"{check} settled: up and stable")
     entry = TimelineEntry(now, "flapping_ended", "onwatch", f"{check} settled, but down")
     return Transition(replace(inc, title=f"{check} is down"), (entry,), None)
+
+
+def degraded(check: str, *, severity: str, reason: str, now: float, new_id: int) -> Transition:
+    """A sustained change (slower, more errors): lower severity than an outage."""
+    title = f"{check} is degraded"
+    inc = Incident(new_id, check, title, severity, State.OPEN, reason, now, now, kind="degraded")
+    return Transition(inc, (TimelineEntry(now, "opened", "onwatch", f"{title}: {reason}"),),
+                      "opened")

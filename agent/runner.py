@@ -21,7 +21,8 @@ import structlog
 
 from agent import incidents
 from agent.config import CheckConfig, Config
-from agent.detect import flapping
+from agent.detect import degraded, flapping
+from agent.detect.degraded import DegradedState
 from agent.detect.flapping import FlapState
 from agent.detect.maintenance import active_window
 from agent.detect.outage import Health, OutageState, Signal, observe, restored_down
@@ -45,6 +46,9 @@ class Runner:
         self._cm: dict[str, CheckMetrics] = {c.name: metrics.for_check(c.name)
                                              for c in config.checks}
         self._flaps: dict[str, FlapState] = {c.name: FlapState() for c in config.checks}
+        #: Response-time baselines (learned in memory; a restart learns again).
+        self._slow: dict[str, DegradedState] = {c.name: DegradedState() for c in config.checks
+                                                if c.baseline}
         #: Checks that went down while suppressed (maintenance, a parent down): their
         #: incident opens, and pages once, when the suppression ends and they are still down.
         self._pending: dict[str, str] = {}
@@ -78,6 +82,11 @@ class Runner:
         if not result.ok and step.recheck:
             log.info("check_failed_rechecking", check=check.name, reason=result.reason,
                      error_kind=str(result.error_kind), failures=step.state.fails)
+        slow = self._slow.get(check.name)
+        if slow is not None and result.ok:
+            change = degraded.observe(slow, result.checked_at, result.latency_s)
+            if change is not None:
+                self._degraded(check, change)
         flap = flapping.observe(self._flaps[check.name], step.state.health is Health.DOWN)
         self._flaps[check.name] = flap.state
         if flap.started or flap.stopped:
@@ -90,6 +99,27 @@ class Runner:
         elif check.name in self._pending and step.state.health is Health.DOWN:
             self._release(check, step.state)
         return step.recheck
+
+    def _degraded(self, check: CheckConfig, change: degraded.Change) -> None:
+        engine, now = self.engine, self.clock()
+        current = engine.open_for_check(check.name, "degraded")
+        if change.kind == "degraded" and current is None:
+            reason = f"response time {change.reason}"
+            tr: incidents.Transition | None = incidents.degraded(
+                check.name, severity="low", reason=reason, now=now,
+                new_id=engine.store.next_incident_id())
+            assert tr is not None
+            tr = replace(tr, incident=replace(tr.incident,
+                                              policy=engine.policy_name_for(check, "low")))
+        elif change.kind == "recovered" and current is not None:
+            tr = incidents.resolve(current, now=now, actor="onwatch",
+                                   note=f"response time {change.reason}")
+        else:
+            return
+        if tr is not None:
+            inc = engine.apply(tr)
+            log.warning(f"degraded_{change.kind}", check=check.name, incident=inc.id,
+                        reason=change.reason)
 
     def _flapping(self, check: CheckConfig, flap: flapping.FlapStep, state: OutageState
                   ) -> None:

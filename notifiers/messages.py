@@ -70,8 +70,13 @@ def render(event: str, inc: Incident, *, target: str, link: str | None, reason: 
            tz: ZoneInfo, message_id: str = "", now: float | None = None,
            overrides: Mapping[str, str] | None = None) -> Message:
     end = inc.resolved_at or now or inc.opened_at
+    tag = _TAG.get(event, event.upper())
+    if event in ("page", "repeat") and inc.kind == "degraded":
+        tag = "DEGRADED"
+    elif event in ("page", "repeat") and inc.title.endswith(" is flapping"):
+        tag = "FLAPPING"
     f = {
-        "tag": _TAG.get(event, event.upper()), "what": inc.check or inc.title,
+        "tag": tag, "what": inc.check or inc.title,
         "incident": str(inc.id), "title": inc.title, "severity": inc.severity,
         "state": inc.state.value, "reason": inc.reason, "since": clock(inc.started_at, tz),
         "since_time": clock(inc.started_at, tz, "%H:%M"), "target": target, "link": link or "",

@@ -204,3 +204,32 @@ def test_flapping_check_becomes_one_incident_until_it_settles(world) -> None:  #
     assert len(incs) <= 3
     kinds = [e.kind for e in store.timeline(flapping[0].id)]
     assert "flapping" in kinds and kinds[-1] in ("resolved", "notification_queued")
+
+
+def test_sustained_slowdown_opens_a_low_degraded_incident_and_recovers(world) -> None:  # type: ignore[no-untyped-def]
+    import random
+
+    runner, store, clock, cfg = world
+    check = cfg.check("router")
+    assert check is not None
+    rng = random.Random(3)
+    t = utc(2026, 11, 24, 0, 0)
+
+    def feed(level: float, n: int) -> None:
+        nonlocal t
+        for _ in range(n):
+            t += 30
+            clock.now = t
+            latency = max(0.001, rng.gauss(level, level * 0.05))
+            runner.on_result(check, CheckResult(True, latency, "ok", None, t), 0.0)
+
+    feed(0.150, 600)
+    assert store.incidents() == []
+    feed(0.900, 10)
+    incs = store.incidents()
+    assert [(i.kind, i.severity, i.state.value) for i in incs] == [("degraded", "low", "open")]
+    assert incs[0].title == "router is degraded"
+    assert "baseline 1" in incs[0].reason and "now 9" in incs[0].reason
+    assert store.messages(incs[0].id)[0].title.startswith("[DEGRADED] router")
+    feed(0.150, 20)
+    assert store.incident(incs[0].id).state.value == "resolved"  # type: ignore[union-attr]

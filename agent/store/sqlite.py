@@ -40,7 +40,8 @@ CREATE TABLE IF NOT EXISTS incidents (
     resolved_at REAL,
     resolved_by TEXT,
     policy TEXT,
-    escalation TEXT
+    escalation TEXT,
+    kind TEXT NOT NULL DEFAULT 'outage'
 );
 CREATE INDEX IF NOT EXISTS incidents_open ON incidents (state, check_name);
 CREATE TABLE IF NOT EXISTS timeline (
@@ -163,8 +164,8 @@ class Store:
     def save_incident(self, inc: Incident) -> None:
         self._db.execute(
             "INSERT INTO incidents (id, check_name, title, severity, state, reason, opened_at, "
-            "started_at, acknowledged_at, acknowledged_by, resolved_at, resolved_by, policy) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (id) DO UPDATE SET "
+            "started_at, acknowledged_at, acknowledged_by, resolved_at, resolved_by, policy, "
+            "kind) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (id) DO UPDATE SET "
             "title=excluded.title, severity=excluded.severity, state=excluded.state, "
             "reason=excluded.reason, opened_at=excluded.opened_at, "
             "started_at=excluded.started_at, acknowledged_at=excluded.acknowledged_at, "
@@ -172,7 +173,7 @@ class Store:
             "resolved_by=excluded.resolved_by, policy=excluded.policy",
             (inc.id, inc.check, inc.title, inc.severity, inc.state.value, inc.reason,
              inc.opened_at, inc.started_at, inc.acknowledged_at, inc.acknowledged_by,
-             inc.resolved_at, inc.resolved_by, inc.policy),
+             inc.resolved_at, inc.resolved_by, inc.policy, inc.kind),
         )
 
     def save_escalation(self, incident_id: int, state: Mapping[str, Any] | None) -> None:
@@ -184,9 +185,9 @@ class Store:
                                (incident_id,)).fetchone()
         return None if row is None or row[0] is None else dict(json.loads(row[0]))
 
-    def latest_incident(self, check: str) -> Incident | None:
-        row = self._db.execute("SELECT * FROM incidents WHERE check_name = ? ORDER BY id DESC "
-                               "LIMIT 1", (check,)).fetchone()
+    def latest_incident(self, check: str, kind: str = "outage") -> Incident | None:
+        row = self._db.execute("SELECT * FROM incidents WHERE check_name = ? AND kind = ? "
+                               "ORDER BY id DESC LIMIT 1", (check, kind)).fetchone()
         return _incident(row) if row else None
 
     def append(self, incident_id: int, entries: Sequence[TimelineEntry]) -> None:
@@ -296,7 +297,7 @@ def _incident(row: Any) -> Incident:
         state=State(row["state"]), reason=row["reason"], opened_at=row["opened_at"],
         started_at=row["started_at"], acknowledged_at=row["acknowledged_at"],
         acknowledged_by=row["acknowledged_by"], resolved_at=row["resolved_at"],
-        resolved_by=row["resolved_by"], policy=row["policy"],
+        resolved_by=row["resolved_by"], policy=row["policy"], kind=row["kind"],
     )
 
 
@@ -306,6 +307,8 @@ def _migrate(conn: sqlite3.Connection) -> None:
     for column in ("policy", "escalation"):
         if column not in have:
             conn.execute(f"ALTER TABLE incidents ADD COLUMN {column} TEXT")
+    if "kind" not in have:
+        conn.execute("ALTER TABLE incidents ADD COLUMN kind TEXT NOT NULL DEFAULT 'outage'")
     have = {r[1] for r in conn.execute("PRAGMA table_info(outbox)")}
     for column, decl in (("short", "TEXT NOT NULL DEFAULT ''"),
                          ("dead_channels", "TEXT NOT NULL DEFAULT '[]'")):

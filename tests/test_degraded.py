@@ -1,0 +1,53 @@
+"""Degraded detection on synthetic response times: a sustained slow-down opens, a
+spike does not, and the return to normal recovers."""
+
+from __future__ import annotations
+
+import random
+import re
+
+from agent.detect.degraded import DegradedState, observe
+
+
+def feed(values: list[float], start: float = 0.0, step: float = 30.0) -> list[tuple[int, str]]:
+    st, out = DegradedState(), []
+    for i, v in enumerate(values):
+        change = observe(st, start + i * step, v)
+        if change:
+            out.append((i, change.kind))
+    return out
+
+
+def noise(n: int, level: float, rng: random.Random) -> list[float]:
+    return [max(0.001, rng.gauss(level, level * 0.05)) for _ in range(n)]
+
+
+def test_sustained_slowdown_is_degraded_then_recovers() -> None:
+    rng = random.Random(7)
+    values = noise(600, 0.150, rng) + noise(60, 0.900, rng) + noise(200, 0.150, rng)
+    got = feed(values)
+    assert got and got[0][1] == "degraded" and 600 <= got[0][0] <= 615
+    assert any(k == "recovered" and i >= 660 for i, k in got)
+
+
+def test_a_single_spike_is_not_degraded() -> None:
+    rng = random.Random(8)
+    values = noise(600, 0.150, rng) + [2.0] + noise(200, 0.150, rng)
+    assert [k for _, k in feed(values)] == []
+
+
+def test_quiet_noise_stays_quiet() -> None:
+    rng = random.Random(9)
+    assert feed(noise(3000, 0.150, rng)) == []
+
+
+def test_reason_names_baseline_and_level() -> None:
+    rng = random.Random(10)
+    st = DegradedState()
+    reasons = []
+    for i, v in enumerate(noise(600, 0.150, rng) + noise(30, 0.900, rng)):
+        change = observe(st, i * 30.0, v)
+        if change:
+            reasons.append(change.reason)
+    assert reasons and re.fullmatch(r"baseline 1[45]\d ms, now (8|9)\d\d ms over the last 5 runs",
+                                    reasons[0]), reasons

@@ -172,9 +172,20 @@ def flapping_stopped(inc: Incident, *, up: bool, now: float) -> Transition | Non
     return Transition(replace(inc, title=f"{check} is down"), (entry,), None)
 
 
-def degraded(check: str, *, severity: str, reason: str, now: float, new_id: int) -> Transition:
-    """A sustained change (slower, more errors): lower severity than an outage."""
-    title = f"{check} is degraded"
-    inc = Incident(new_id, check, title, severity, State.OPEN, reason, now, now, kind="degraded")
+TITLES = {"degraded": "{} is degraded", "changed": "{} changed unexpectedly",
+          "expiring": "{}: certificate expiring", "filling": "{}: disk filling up"}
+
+
+def observed(kind: str, check: str, *, severity: str, reason: str, now: float, new_id: int
+             ) -> Transition:
+    """An incident of another kind than an outage (degraded, changed, expiring, filling)."""
+    title = TITLES.get(kind, "{} needs attention").format(check)
+    inc = Incident(new_id, check, title, severity, State.OPEN, reason, now, now, kind=kind)
     return Transition(inc, (TimelineEntry(now, "opened", "onwatch", f"{title}: {reason}"),),
                       "opened")
+
+
+def change_severity(inc: Incident, *, severity: str, reason: str, now: float) -> Transition:
+    entry = TimelineEntry(now, "severity_changed", "onwatch",
+                          f"severity {inc.severity} -> {severity}: {reason}")
+    return Transition(replace(inc, severity=severity, reason=reason), (entry,), None)

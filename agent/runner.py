@@ -21,10 +21,11 @@ import structlog
 
 from agent import incidents
 from agent.config import CheckConfig, Config
-from agent.detect import degraded, flapping
+from agent.detect import degraded, flapping, observations
 from agent.detect.degraded import DegradedState
 from agent.detect.flapping import FlapState
 from agent.detect.maintenance import active_window
+from agent.detect.observations import ObsState
 from agent.detect.outage import Health, OutageState, Signal, observe, restored_down
 from agent.engine import Engine
 from agent.metrics import CheckMetrics, Metrics
@@ -46,6 +47,7 @@ class Runner:
         self._cm: dict[str, CheckMetrics] = {c.name: metrics.for_check(c.name)
                                              for c in config.checks}
         self._flaps: dict[str, FlapState] = {c.name: FlapState() for c in config.checks}
+        self._obs: dict[str, ObsState] = {c.name: ObsState() for c in config.checks}
         #: Response-time baselines (learned in memory; a restart learns again).
         self._slow: dict[str, DegradedState] = {c.name: DegradedState() for c in config.checks
                                                 if c.baseline}
@@ -82,6 +84,10 @@ class Runner:
         if not result.ok and step.recheck:
             log.info("check_failed_rechecking", check=check.name, reason=result.reason,
                      error_kind=str(result.error_kind), failures=step.state.fails)
+        if result.observations:
+            for sig in observations.observe(self._obs[check.name], result.observations,
+                                            observations.Rules()):
+                self._observed(check, sig)
         slow = self._slow.get(check.name)
         if slow is not None and result.ok:
             change = degraded.observe(slow, result.checked_at, result.latency_s)
@@ -105,8 +111,8 @@ class Runner:
         current = engine.open_for_check(check.name, "degraded")
         if change.kind == "degraded" and current is None:
             reason = f"response time {change.reason}"
-            tr: incidents.Transition | None = incidents.degraded(
-                check.name, severity="low", reason=reason, now=now,
+            tr: incidents.Transition | None = incidents.observed(
+                "degraded", check.name, severity="low", reason=reason, now=now,
                 new_id=engine.store.next_incident_id())
             assert tr is not None
             tr = replace(tr, incident=replace(tr.incident,
@@ -120,6 +126,30 @@ class Runner:
             inc = engine.apply(tr)
             log.warning(f"degraded_{change.kind}", check=check.name, incident=inc.id,
                         reason=change.reason)
+
+    def _observed(self, check: CheckConfig, sig: observations.ObsSignal) -> None:
+        """Changes and trends: open, raise, note or resolve the incident of that kind."""
+        engine, now = self.engine, self.clock()
+        kind = {"renewed": "expiring", "fill_ok": "filling"}.get(sig.kind, sig.kind)
+        current = engine.open_for_check(check.name, kind)
+        tr: incidents.Transition | None = None
+        if sig.kind in ("renewed", "fill_ok"):
+            if current is not None:
+                tr = incidents.resolve(current, now=now, actor="onwatch", note=sig.reason)
+        elif current is None:
+            tr = incidents.observed(kind, check.name, severity=sig.severity, reason=sig.reason,
+                                    now=now, new_id=engine.store.next_incident_id())
+            tr = replace(tr, incident=replace(
+                tr.incident, policy=engine.policy_name_for(check, sig.severity)))
+        elif sig.kind == "changed":
+            engine.note(current.id, by="onwatch", text=f"changed again: {sig.reason}")
+        elif current.severity != sig.severity:
+            tr = incidents.change_severity(current, severity=sig.severity, reason=sig.reason,
+                                           now=now)
+        if tr is not None:
+            inc = engine.apply(tr)
+            log.warning(f"observation_{sig.kind}", check=check.name, incident=inc.id,
+                        key=sig.key, reason=sig.reason)
 
     def _flapping(self, check: CheckConfig, flap: flapping.FlapStep, state: OutageState
                   ) -> None:

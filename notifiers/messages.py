@@ -71,8 +71,9 @@ def render(event: str, inc: Incident, *, target: str, link: str | None, reason: 
            overrides: Mapping[str, str] | None = None) -> Message:
     end = inc.resolved_at or now or inc.opened_at
     tag = _TAG.get(event, event.upper())
-    if event in ("page", "repeat") and inc.kind == "degraded":
-        tag = "DEGRADED"
+    if event in ("page", "repeat") and inc.kind != "outage":
+        tag = {"degraded": "DEGRADED", "changed": "CHANGED", "expiring": "EXPIRING",
+               "filling": "DISK"}.get(inc.kind, inc.kind.upper())
     elif event in ("page", "repeat") and inc.title.endswith(" is flapping"):
         tag = "FLAPPING"
     f = {

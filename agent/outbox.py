@@ -35,6 +35,7 @@ from agent.metrics import Metrics
 from agent.store.sqlite import OutboxMessage, Store
 from agent.storm import StormGate, StormPolicy, bundle
 from notifiers import ChannelResult, Message, deliver, redact_short
+from notifiers.messages import PAGING_EVENTS
 
 log = structlog.get_logger(__name__)
 
@@ -110,7 +111,13 @@ class Dispatcher:
 
     async def _send_group(self, msgs: list[OutboxMessage], now: float) -> list[_Attempt]:
         """A recipient's due messages: one by one, bundled (a storm), or held for the bundle."""
-        how, until = self._gate.decide(msgs[0].contact, len(msgs), now)
+        # Only pages count towards a storm: resolved and acknowledged notices ride
+        # along in a bundle once there is one, but never start one.
+        pages = sum(m.event in PAGING_EVENTS for m in msgs)
+        how, until = self._gate.decide(msgs[0].contact, pages, now)
+        if how == "each" and pages < len(msgs) and len(msgs) > 1 and self._gate.storming(
+                msgs[0].contact, now):
+            how = "bundle"
         if how == "hold":
             with self._store.tx():
                 for m in msgs:
@@ -130,7 +137,7 @@ class Dispatcher:
             else:
                 results = await deliver(contact.urls, content, fallback=contact.fallback,
                                         skip=dead, timeout=self._policy.send_timeout)
-        if any(r.ok for r in results):
+        if any(r.ok for r in results) and any(m.event in PAGING_EVENTS for m in msgs):
             self._gate.sent(msgs[0].contact, self._clock())
         return _Attempt(msgs, contact, results, dead)
 

@@ -1,6 +1,6 @@
 """Alert storms: when many incidents page one person at once, bundle them. Pure.
 
-A recipient who got `threshold` messages within `window` is in a storm: from
+A recipient who got `threshold` pages within `window` is in a storm: from
 then on they get at most one message per `interval`, naming every incident
 that fell due meanwhile, instead of dozens of SMS. Nothing is ever dropped:
 a held message waits in the outbox and goes out in the next bundle. The gate
@@ -30,14 +30,21 @@ class StormGate:
         self.policy = policy
         self._sent: dict[str, deque[float]] = {}
 
+    def _recent(self, contact: str, now: float) -> deque[float]:
+        recent = self._sent.setdefault(contact, deque(maxlen=self.policy.threshold))
+        while recent and recent[0] < now - self.policy.window:
+            recent.popleft()
+        return recent
+
+    def storming(self, contact: str, now: float) -> bool:
+        return len(self._recent(contact, now)) >= self.policy.threshold
+
     def decide(self, contact: str, due: int, now: float) -> tuple[str, float]:
-        """("each", now) to send the `due` messages one by one, ("bundle", now) to send
+        """("each", now) to send the `due` pages one by one, ("bundle", now) to send
         them as one, or ("hold", until) to keep them for the next bundle."""
         p = self.policy
-        recent = self._sent.setdefault(contact, deque(maxlen=p.threshold))
-        while recent and recent[0] < now - p.window:
-            recent.popleft()
-        if len(recent) + due <= p.threshold:
+        recent = self._recent(contact, now)
+        if due == 0 or len(recent) + due <= p.threshold:
             return "each", now
         if recent and now < recent[-1] + p.interval and len(recent) >= p.threshold:
             return "hold", recent[-1] + p.interval

@@ -61,7 +61,7 @@ async def test_temporary_failure_is_retried_until_the_service_recovers(tmp_path:
         rx.status = 200
         recovered = time.time()
         await wait_for(lambda: _n(rx.messages, 1), 10, "delivery after recovery")
-        assert time.time() - recovered <= 1.0 + 0.5  # within the backoff cap
+        assert time.time() - recovered <= 1.0 + 1.5  # within the backoff cap (+ load slack)
     finally:
         await d.stop(1)
         await rx.close()

@@ -87,3 +87,12 @@ notify = ["alice"]
     # At most the threshold singly, then one bundle per interval.
     assert len(receiver.messages) <= 5 + int(took / 2.0) + 2, len(receiver.messages)
     assert any(m["title"].startswith("[") and "alerts]" in m["title"] for m in receiver.messages)
+
+
+def test_notices_never_start_a_storm() -> None:
+    gate = StormGate(P)
+    for t in (0.0, 1.0):
+        gate.sent("alice", t)
+    assert gate.decide("alice", 0, 2.0) == ("each", 2.0)  # resolved/ack notices only
+    gate.sent("alice", 2.0)
+    assert gate.storming("alice", 3.0) and gate.decide("alice", 1, 3.0) == ("hold", 12.0)

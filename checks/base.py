@@ -95,6 +95,9 @@ class ProbeContext:
                 # Deadlines belong to the scheduler; the session must not add its own.
                 timeout=aiohttp.ClientTimeout(total=None),
                 auto_decompress=True,
+                # Checks share the session, not their cookies: one site's session
+                # cookie must not change what another check (or the next run) sees.
+                cookie_jar=aiohttp.DummyCookieJar(),
                 headers={"User-Agent": "onwatch/0.1 (+monitoring)"},
             )
         return self._session

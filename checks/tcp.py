@@ -1,153 +1,216 @@
-"""TCP probe: connect, optionally send bytes and expect bytes back (POS terminals, gateways).
+"""TCP probe: connect, then run a script of sends and expects (POS terminals, gateways).
 
 Config keys:
-  host        name or address (IPv6 literals as they are, no brackets)
-  port        1-65535
-  send        text sent after connecting (TOML escapes such as "\r\n" work)
-  expect      text that must appear in what the server sends back
-  max_read    how much is read at most while waiting for `expect` (default "64KiB")
+  host          name or address (IPv6 literals as they are, no brackets)
+  port          1-65535
+  steps         the script, in order; each step is a table with one key:
+                  {send = "..."}          write these bytes (TOML escapes like "\r\n" work)
+                  {expect = "..."}        read until these bytes arrive
+                  {expect_regex = "..."}  read until this regular expression matches
+                  {starttls = true}       upgrade the connection to TLS here
+  send/expect   shorthand for steps = [{send = ...}, {expect = ...}] (not with `steps`)
+  max_read      how much one expect step reads at most while waiting (default "64KiB")
+  tls           TLS from the first byte (default false)
+  verify_tls    verify the certificate chain and name (default true)
+  ca_file       trust this CA instead of the system store
+  server_name   the name sent (SNI) and verified (default: host)
 
-Contract (see checks/base.py): `probe(spec, ctx)` connects, writes `send` (if any),
-then, if `expect` is set, reads chunks until `expect` appears, `max_read` bytes
-have been read, or the server closes. It returns a `CheckResult`, never raises for
-a failing target, never sleeps or retries; the scheduler owns the deadline. The
-socket is closed on every exit, cancellation included (try/finally).
+Contract (see checks/base.py): `probe(spec, ctx)` connects (and handshakes when `tls`),
+then runs the steps in order. An expect step searches what the server sent after the
+previous match; bytes after a match are kept for the next expect. It returns a
+`CheckResult`, never raises for a failing target, never sleeps or retries; the
+scheduler owns the deadline. The socket is closed on every exit, cancellation included.
 
 Failure classification:
   dns        the host name does not resolve
   connect    no TCP connection (refused, unreachable, ...)
-  protocol   connected, but the server hung up (EOF or reset) before sending a
-             single byte while we waited for `expect`, or reset while we sent
-  assertion  the server answered, but `expect` is not in what it sent (before
-             EOF, or within the first `max_read` bytes)
-(timeout is the scheduler's, see `run_with_deadline`.)
+  tls        handshake failed, certificate not trusted, name mismatch
+  protocol   connected, but the server hung up before sending anything while we
+             waited for an expect, reset while we sent, or sent plaintext that was
+             still unread when a starttls step came
+  assertion  the server answered, but an expect is not in what it sent (before EOF,
+             or within `max_read` bytes)
+(timeout is the scheduler's, see `run_with_deadline`.) Reasons name the step
+("step 3: ...") when the script is more than one send and one expect.
 
-latency_s covers the whole exchange: connect, send, and the read up to the match.
-Observations: bytes_read.
+latency_s covers the whole exchange. Observations: bytes_read, connect_s, and with
+TLS tls_s and cert_days_left.
 """
 
 from __future__ import annotations
 
-import asyncio
-import socket
+import re
 import time
 from dataclasses import dataclass
+from typing import Any
 
-from agent.fields import Section
+from agent.fields import Section, show
+from checks._mail import PLAIN, Failed, Stream, Tls, hostport, parse_tls, tls_context
 from checks.base import CheckResult, ErrorKind, ProbeContext
+
+_STEP_KEYS = ("send", "expect", "expect_regex", "starttls")
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One step; exactly one of its fields is set."""
+
+    send: bytes = b""
+    expect: bytes = b""
+    regex: re.Pattern[bytes] | None = None
+    starttls: bool = False
+
+    def wanted(self) -> str:
+        return f"regex {_show(self.regex.pattern)}" if self.regex else _show(self.expect)
 
 
 @dataclass(frozen=True, slots=True)
 class TcpSpec:
     host: str
     port: int
-    send: bytes = b""
-    expect: bytes = b""
+    steps: tuple[Step, ...] = ()
     max_read: int = 64 * 1024
+    tls: Tls = PLAIN
+
+
+def script(send: bytes = b"", expect: bytes = b"") -> tuple[Step, ...]:
+    """The `send`/`expect` shorthand as steps."""
+    return ((Step(send=send),) if send else ()) + ((Step(expect=expect),) if expect else ())
 
 
 def parse(sec: Section) -> TcpSpec:
     host = sec.string("host")
     port = sec.integer("port", low=1, high=65535)
-    send = sec.string("send", "", nonempty=False).encode()
-    expect = sec.string("expect", "", nonempty=False).encode()
+    if sec.has("steps") and (sec.has("send") or sec.has("expect")):
+        sec.error("steps", "give either steps or the send/expect shorthand, not both")
+        sec.value("send"), sec.value("expect")  # reported once, here
+    steps = _parse_steps(sec) if sec.has("steps") else script(
+        sec.string("send", "", nonempty=False).encode(),
+        sec.string("expect", "", nonempty=False).encode())
     max_read = sec.size("max_read", 64 * 1024)
-    return TcpSpec(host, port, send, expect, max_read)
+    tls = parse_tls(sec)
+    upgrades = any(s.starttls for s in steps)
+    if tls.implicit and upgrades:
+        sec.error("steps", "a starttls step needs tls = false (the connection is TLS already)")
+    for key in ("ca_file", "verify_tls", "server_name"):
+        if sec.has(key) and not (tls.implicit or upgrades):
+            sec.error(key, "only used with tls = true or a starttls step")
+    return TcpSpec(host, port, steps, max_read, tls)
+
+
+def _parse_steps(sec: Section) -> tuple[Step, ...]:
+    raw: Any = sec.value("steps")
+    if not isinstance(raw, list) or not all(isinstance(s, dict) for s in raw):
+        sec.error("steps", f"must be a list of tables like {{send = \"...\"}}, got {show(raw)}")
+        return ()
+    steps: list[Step] = []
+    for i, item in enumerate(raw, 1):
+        where = f"steps[{i}]"
+        keys = [k for k in item if k in _STEP_KEYS]
+        if len(item) != 1 or len(keys) != 1:
+            sec.error(where, f"must have exactly one of {', '.join(_STEP_KEYS)}, "
+                             f"got {', '.join(map(show, item)) or 'nothing'}")
+            continue
+        key, value = keys[0], item[keys[0]]
+        if key == "starttls":
+            if value is not True:
+                sec.error(where, f"starttls: must be true, got {show(value)}")
+            steps.append(Step(starttls=True))
+        elif not isinstance(value, str) or (not value and key != "send"):
+            sec.error(where, f"{key}: must be a non-empty string, got {show(value)}")
+        elif key == "expect_regex":
+            try:
+                steps.append(Step(regex=re.compile(value.encode())))
+            except re.error as exc:
+                sec.error(where, f"expect_regex: not a valid regular expression ({exc})")
+        else:
+            data = value.encode()
+            steps.append(Step(send=data) if key == "send" else Step(expect=data))
+    return tuple(steps)
 
 
 def target(spec: TcpSpec) -> str:
-    host = f"[{spec.host}]" if ":" in spec.host else spec.host
-    return f"{host}:{spec.port}"
+    return hostport(spec.host, spec.port)
 
 
 async def probe(spec: TcpSpec, ctx: ProbeContext) -> CheckResult:
-    """One connection and exchange; see the module docstring for the classification."""
+    """One connection and script; see the module docstring for the classification."""
     started = time.perf_counter()
+    stream: Stream | None = None
     try:
-        # open_connection closes its socket itself if it fails or is cancelled.
-        reader, writer = await asyncio.open_connection(spec.host, spec.port)
-    except socket.gaierror as exc:  # before OSError: gaierror is one
-        return CheckResult.failure(
-            ErrorKind.DNS, f"cannot resolve host {spec.host!r}: {exc.strerror or exc}",
-            time.perf_counter() - started,
-        )
-    except ConnectionRefusedError:
-        return CheckResult.failure(
-            ErrorKind.CONNECT, f"connection refused by {target(spec)}",
-            time.perf_counter() - started,
-        )
-    except OSError as exc:
-        return CheckResult.failure(
-            ErrorKind.CONNECT, f"cannot connect to {target(spec)}: {exc.strerror or exc}",
-            time.perf_counter() - started,
-        )
-    try:
-        return await _exchange(spec, reader, writer, started)
-    except OSError as exc:  # reset / broken pipe on an established connection
-        return CheckResult.failure(
-            ErrorKind.PROTOCOL,
-            f"connection to {target(spec)} broken: {exc.strerror or type(exc).__name__}",
-            time.perf_counter() - started,
-        )
+        stream = await Stream.open(spec.host, spec.port, target(spec))
+        if spec.tls.implicit:
+            await stream.start_tls(tls_context(ctx, spec.tls), spec.tls.server_name or spec.host)
+        reason = await _run(spec, stream, ctx)
+        return CheckResult.success(time.perf_counter() - started, reason, _observe(stream))
+    except Failed as failed:
+        return failed.result(started, _observe(stream) if stream else {})
     finally:
-        await _close(writer)
+        if stream is not None:
+            await stream.close()
 
 
-async def _exchange(spec: TcpSpec, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                    started: float) -> CheckResult:
-    if spec.send:
-        writer.write(spec.send)
-        await writer.drain()
-    if not spec.expect:
-        return CheckResult.success(time.perf_counter() - started, "connected")
-    # Bounded: every turn reads at least one byte or ends at EOF, and never past
-    # max_read. Only the bytes read are kept (at most max_read).
-    buf = bytearray()
-    while len(buf) < spec.max_read:
-        chunk = await reader.read(spec.max_read - len(buf))
+def _observe(stream: Stream) -> dict[str, float]:
+    return {"bytes_read": float(stream.bytes_read), **stream.observations}
+
+
+async def _run(spec: TcpSpec, stream: Stream, ctx: ProbeContext) -> str:
+    pending = bytearray()  # what the server sent after the last match
+    got = ""
+    for n, step in enumerate(spec.steps, 1):
+        where = f"step {n}: " if len(spec.steps) > 2 else ""
+        if step.starttls:
+            if pending:
+                raise Failed(ErrorKind.PROTOCOL, f"{where}{target(spec)} sent "
+                             f"{_show(bytes(pending))} before TLS started")
+            await stream.start_tls(tls_context(ctx, spec.tls), spec.tls.server_name or spec.host)
+        elif step.expect or step.regex:
+            pending, got = await _expect(spec, stream, step, pending, where)
+        else:
+            await stream.send(step.send)
+    tls = ", TLS" if stream.is_tls else ""
+    expects = sum(1 for s in spec.steps if s.expect or s.regex)
+    if not expects:
+        return f"connected{tls}"
+    return got + tls if expects == 1 else f"all {len(spec.steps)} steps passed{tls} (last {got})"
+
+
+async def _expect(spec: TcpSpec, stream: Stream, step: Step, pending: bytearray, where: str
+                  ) -> tuple[bytearray, str]:
+    """Read until the step matches; returns the bytes after the match and what matched."""
+    buf, start = pending, 0
+    # Bounded: every turn reads at least one byte or ends at EOF, and never past max_read.
+    while True:
+        found = _match(step, buf, start)
+        if found is not None:
+            end, what = found
+            return buf[end:], what
+        if len(buf) >= spec.max_read:
+            break
+        chunk = await stream.read_some(spec.max_read - len(buf))
         if not chunk:
             break
-        # Search only where a match could start now: the last len(expect)-1 old bytes.
-        start = max(0, len(buf) - len(spec.expect) + 1)
+        # A literal can only start in the last len(expect)-1 old bytes or later.
+        start = max(0, len(buf) - len(step.expect) + 1) if step.expect else 0
         buf += chunk
-        if buf.find(spec.expect, start) >= 0:
-            return CheckResult.success(
-                time.perf_counter() - started, f"got {_show(spec.expect)}",
-                {"bytes_read": float(len(buf))},
-            )
-    latency = time.perf_counter() - started
-    observations = {"bytes_read": float(len(buf))}
     if not buf:
         # Nothing at all: the service accepted and hung up, it did not answer wrongly.
-        return CheckResult.failure(
-            ErrorKind.PROTOCOL, f"{target(spec)} closed the connection without sending anything",
-            latency, observations,
-        )
-    where = (f"the first {len(buf)} bytes" if len(buf) >= spec.max_read
-             else f"the {len(buf)} bytes")
-    return CheckResult.failure(
-        ErrorKind.ASSERTION,
-        f"expected {_show(spec.expect)} not in {where} the server sent "
-        f"(it began {_show(bytes(buf[:40]))})",
-        latency, observations,
-    )
+        said = ("without sending anything" if not stream.bytes_read
+                else f"before sending {step.wanted()}")
+        raise Failed(ErrorKind.PROTOCOL, f"{where}{target(spec)} closed the connection {said}")
+    part = f"the first {len(buf)} bytes" if len(buf) >= spec.max_read else f"the {len(buf)} bytes"
+    raise Failed(ErrorKind.ASSERTION, f"{where}expected {step.wanted()} not in {part} the server "
+                                      f"sent (it began {_show(bytes(buf[:40]))})")
 
 
-async def _close(writer: asyncio.StreamWriter) -> None:
-    """Close without ever hanging: a peer that reads nothing keeps our write buffer full,
-    and a graceful close would wait for it forever, so such a socket is aborted."""
-    transport = writer.transport
-    if transport.get_write_buffer_size():
-        transport.abort()
-    else:
-        writer.close()
-    try:
-        await writer.wait_closed()
-    except asyncio.CancelledError:
-        transport.abort()
-        raise
-    except OSError:
-        pass  # the peer reset first: closed either way
+def _match(step: Step, buf: bytearray, start: int) -> tuple[int, str] | None:
+    """(end of the match, how to say it) or None. A regex is searched over the whole
+    buffer on every chunk (it cannot be resumed); max_read bounds the cost."""
+    if step.regex is not None:
+        m = step.regex.search(buf, start)
+        return (m.end(), f"matched {step.wanted()}") if m else None
+    at = buf.find(step.expect, start)
+    return (at + len(step.expect), f"got {_show(step.expect)}") if at >= 0 else None
 
 
 def _show(data: bytes, limit: int = 40) -> str:

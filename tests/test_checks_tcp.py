@@ -7,19 +7,25 @@ hangs shows up as a failed assertion on a `timeout` result, not as a stuck test.
 from __future__ import annotations
 
 import asyncio
+import datetime
+import re
 import socket
+import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psutil
 import pytest
+import trustme
 
 from agent.fields import Section
 from checks import tcp
+from checks._mail import Tls
 from checks.base import CheckResult, ErrorKind, ProbeContext, run_with_deadline
-from checks.tcp import TcpSpec
+from checks.tcp import Step, TcpSpec, script
 
 # An unclosed socket is collected with a ResourceWarning (StreamWriter.__del__ closes
 # it): make that an error, or a probe that forgets to close would pass the leak test.
@@ -127,7 +133,7 @@ async def test_refused(ctx: ProbeContext) -> None:
 
 async def test_send_and_expect(serve: Serve, ctx: ProbeContext, seen: Seen) -> None:
     port = await serve(pos_terminal(seen, b"PONG ready\r\n"))
-    result = await check(TcpSpec("127.0.0.1", port, send=b"PING\r\n", expect=b"PONG"), ctx)
+    result = await check(TcpSpec("127.0.0.1", port, script(b"PING\r\n", expect=b"PONG")), ctx)
     # The server keeps its side open: the probe must stop at the match, not wait for EOF.
     assert result.ok, result.reason
     assert result.reason == "got b'PONG'"
@@ -138,7 +144,7 @@ async def test_send_and_expect(serve: Serve, ctx: ProbeContext, seen: Seen) -> N
 
 async def test_expect_mismatch(serve: Serve, ctx: ProbeContext, seen: Seen) -> None:
     port = await serve(pos_terminal(seen, b"ERR busy\r\n", hang_after=False))
-    result = await check(TcpSpec("127.0.0.1", port, send=b"PING\r\n", expect=b"PONG"), ctx)
+    result = await check(TcpSpec("127.0.0.1", port, script(b"PING\r\n", expect=b"PONG")), ctx)
     assert result.error_kind is ErrorKind.ASSERTION
     assert result.reason == (
         "expected b'PONG' not in the 10 bytes the server sent (it began b'ERR busy\\r\\n')"
@@ -148,7 +154,7 @@ async def test_expect_mismatch(serve: Serve, ctx: ProbeContext, seen: Seen) -> N
 
 async def test_server_closes_without_a_word(serve: Serve, ctx: ProbeContext) -> None:
     port = await serve(closes_at_once)
-    result = await check(TcpSpec("127.0.0.1", port, expect=b"220 "), ctx)
+    result = await check(TcpSpec("127.0.0.1", port, script(expect=b"220 ")), ctx)
     assert result.error_kind is ErrorKind.PROTOCOL
     assert result.reason == f"127.0.0.1:{port} closed the connection without sending anything"
 
@@ -163,7 +169,7 @@ async def test_hang_is_a_timeout_and_the_socket_is_closed(serve: Serve, ctx: Pro
 
     port = await serve(silent)
     started = time.perf_counter()
-    spec = TcpSpec("127.0.0.1", port, send=b"HELLO\n", expect=b"OK")
+    spec = TcpSpec("127.0.0.1", port, script(b"HELLO\n", expect=b"OK"))
     result = await run_with_deadline(tcp.probe, spec, ctx, 0.3)
     assert result.error_kind is ErrorKind.TIMEOUT
     assert time.perf_counter() - started < 5
@@ -185,7 +191,7 @@ async def test_timeout_while_sending_to_a_peer_that_never_reads(serve: Serve, ct
         writer.close()
 
     port = await serve(deaf)
-    spec = TcpSpec("127.0.0.1", port, send=b"x" * (64 << 20), expect=b"OK")
+    spec = TcpSpec("127.0.0.1", port, script(b"x" * (64 << 20), expect=b"OK"))
     result = await asyncio.wait_for(run_with_deadline(tcp.probe, spec, ctx, 0.3), 5)
     assert result.error_kind is ErrorKind.TIMEOUT
     start_reading.set()
@@ -211,7 +217,7 @@ async def endless(seen: Seen, reader: asyncio.StreamReader, writer: asyncio.Stre
 async def test_max_read_bounds_an_endless_stream(serve: Serve, ctx: ProbeContext,
                                                  seen: Seen) -> None:
     port = await serve(lambda r, w: endless(seen, r, w))
-    spec = TcpSpec("127.0.0.1", port, expect=b"READY", max_read=64 * 1024)
+    spec = TcpSpec("127.0.0.1", port, script(expect=b"READY"), max_read=64 * 1024)
     result = await check(spec, ctx)
     assert result.error_kind is ErrorKind.ASSERTION
     assert result.reason.startswith(
@@ -239,16 +245,238 @@ async def test_no_leaked_sockets(serve: Serve, ctx: ProbeContext, seen: Seen) ->
     kinds = []
     for _ in range(5):
         for spec, timeout in [
-            (TcpSpec("127.0.0.1", ports["pong"], send=b"PING\n", expect=b"PONG"), 10.0),
-            (TcpSpec("127.0.0.1", ports["err"], send=b"PING\n", expect=b"PONG"), 10.0),
-            (TcpSpec("127.0.0.1", ports["close"], expect=b"PONG"), 10.0),
-            (TcpSpec("127.0.0.1", ports["endless"], expect=b"PONG", max_read=4096), 10.0),
-            (TcpSpec("127.0.0.1", ports["silent"], send=b"x", expect=b"PONG"), 0.05),
+            (TcpSpec("127.0.0.1", ports["pong"], script(b"PING\n", expect=b"PONG")), 10.0),
+            (TcpSpec("127.0.0.1", ports["err"], script(b"PING\n", expect=b"PONG")), 10.0),
+            (TcpSpec("127.0.0.1", ports["close"], script(expect=b"PONG")), 10.0),
+            (TcpSpec("127.0.0.1", ports["endless"], script(expect=b"PONG"), max_read=4096), 10.0),
+            (TcpSpec("127.0.0.1", ports["silent"], script(b"x", expect=b"PONG")), 0.05),
             (TcpSpec("127.0.0.1", free_port()), 10.0),
         ]:
             kinds.append((await check(spec, ctx, timeout)).error_kind)
     assert kinds[:6] == [None, ErrorKind.ASSERTION, ErrorKind.PROTOCOL, ErrorKind.ASSERTION,
                          ErrorKind.TIMEOUT, ErrorKind.CONNECT]
+    await eventually(lambda: not client_sockets(), "client sockets still open")
+    await eventually(lambda: me.num_fds() <= fds_before, "file descriptors leaked")
+
+
+# --- scripts and TLS ----------------------------------------------------------------------
+
+
+@dataclass
+class Certs:
+    ca: trustme.CA
+    ca_file: str
+    server: ssl.SSLContext  # a certificate for 127.0.0.1 and localhost, from `ca`
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
+    ca = trustme.CA()
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    expires = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=90)
+    ca.issue_cert("127.0.0.1", "localhost", not_after=expires).configure_cert(server)
+    ca_file = tmp_path_factory.mktemp("tcp-ca") / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    return Certs(ca, str(ca_file), server)
+
+
+def gateway(seen: Seen, *, tls: ssl.SSLContext | None = None, approve: bytes = b"APPROVED 0042\r\n",
+            early: bytes = b"", hang_after: bool = True) -> Handler:
+    """A payment gateway dialogue: banner, optional STARTTLS, AUTH, a sale answer; then it
+    waits for the client to leave (or, hang_after=False, hangs up itself)."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            writer.write(b"GW1 READY\r\n")
+            if tls is not None:
+                seen.received += await reader.readline()  # STARTTLS
+                writer.write(b"GO TLS\r\n" + early)
+                await writer.drain()
+                await writer.start_tls(tls)
+            for answer in (b"AUTH OK\r\n", approve):
+                seen.received += await reader.readline()
+                writer.write(answer)
+                await writer.drain()
+            if hang_after:
+                await reader.read()  # until the probe leaves
+            seen.client_gone.set()
+        except (ConnectionError, ssl.SSLError):
+            seen.client_gone.set()
+        finally:
+            writer.close()
+
+    return handle
+
+
+SALE = (Step(expect=b"READY"), Step(send=b"AUTH term-7\r\n"), Step(expect=b"AUTH OK"),
+        Step(send=b"SALE 1.00\r\n"), Step(regex=re.compile(rb"APPROVED \d{4}")))
+
+
+async def test_script_in_steps(serve: Serve, ctx: ProbeContext, seen: Seen) -> None:
+    port = await serve(gateway(seen))
+    result = await check(TcpSpec("127.0.0.1", port, SALE), ctx)
+    assert result.ok, result.reason
+    assert result.reason == "all 5 steps passed (last matched regex b'APPROVED \\\\d{4}')"
+    assert seen.received == b"AUTH term-7\r\nSALE 1.00\r\n"
+    await asyncio.wait_for(seen.client_gone.wait(), 5)
+
+
+async def test_script_step_fails(serve: Serve, ctx: ProbeContext, seen: Seen) -> None:
+    port = await serve(gateway(seen, approve=b"DECLINED 05\r\n", hang_after=False))
+    result = await check(TcpSpec("127.0.0.1", port, SALE), ctx)
+    assert result.error_kind is ErrorKind.ASSERTION
+    # Only what came after the previous match ("AUTH OK") is searched.
+    assert result.reason == ("step 5: expected regex b'APPROVED \\\\d{4}' not in the 15 bytes "
+                             "the server sent (it began b'\\r\\nDECLINED 05\\r\\n')")
+
+
+async def test_script_server_hangs_up_midway(serve: Serve, ctx: ProbeContext) -> None:
+    async def banner_then_bye(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"GW1 READY")
+        await reader.readline()
+        writer.close()
+
+    port = await serve(banner_then_bye)
+    result = await check(TcpSpec("127.0.0.1", port, SALE), ctx)
+    assert result.error_kind is ErrorKind.PROTOCOL
+    assert result.reason == (f"step 3: 127.0.0.1:{port} closed the connection "
+                             "before sending b'AUTH OK'")
+
+
+async def test_implicit_tls(serve: Serve, ctx: ProbeContext, seen: Seen, certs: Certs) -> None:
+    port = await serve_tls(serve, pos_terminal(seen, b"PONG\r\n"), certs.server)
+    spec = TcpSpec("127.0.0.1", port, script(b"PING\r\n", b"PONG"),
+                   tls=Tls(implicit=True, ca_file=certs.ca_file))
+    result = await check(spec, ctx)
+    assert result.ok, result.reason
+    assert result.reason == "got b'PONG', TLS"
+    assert result.observations["tls_s"] > 0
+    assert 89 < result.observations["cert_days_left"] <= 90
+    await asyncio.wait_for(seen.client_gone.wait(), 5)
+
+
+async def test_starttls_step(serve: Serve, ctx: ProbeContext, seen: Seen, certs: Certs) -> None:
+    port = await serve(gateway(seen, tls=certs.server))
+    steps = (Step(expect=b"READY"), Step(send=b"STARTTLS\r\n"), Step(expect=b"GO TLS\r\n"),
+             Step(starttls=True), *SALE[1:])
+    result = await check(TcpSpec("127.0.0.1", port, steps, tls=Tls(ca_file=certs.ca_file)), ctx)
+    assert result.ok, result.reason
+    assert result.reason.startswith("all 8 steps passed, TLS")
+    assert seen.received == b"STARTTLS\r\nAUTH term-7\r\nSALE 1.00\r\n"
+
+
+async def test_starttls_refuses_plaintext_sent_before_tls(serve: Serve, ctx: ProbeContext,
+                                                          seen: Seen, certs: Certs) -> None:
+    port = await serve(gateway(seen, tls=certs.server, early=b"AUTH OK\r\n"))
+    steps = (Step(expect=b"READY"), Step(send=b"STARTTLS\r\n"), Step(expect=b"GO TLS\r\n"),
+             Step(starttls=True), *SALE[1:])
+    result = await check(TcpSpec("127.0.0.1", port, steps, tls=Tls(ca_file=certs.ca_file)), ctx)
+    assert result.error_kind is ErrorKind.PROTOCOL
+    assert result.reason == f"step 4: 127.0.0.1:{port} sent b'AUTH OK\\r\\n' before TLS started"
+
+
+async def test_tls_untrusted_certificate(serve: Serve, ctx: ProbeContext, certs: Certs) -> None:
+    port = await serve_tls(serve, pos_terminal(Seen(), b"PONG\r\n"), certs.server)
+    spec = TcpSpec("127.0.0.1", port, script(b"PING\r\n", b"PONG"), tls=Tls(implicit=True))
+    result = await check(spec, ctx)  # the system store does not know the test CA
+    assert result.error_kind is ErrorKind.TLS
+    assert result.reason.startswith(f"TLS certificate of 127.0.0.1:{port} not trusted: "
+                                    "unable to get local issuer certificate"), result.reason
+    unverified = TcpSpec("127.0.0.1", port, script(b"PING\r\n", b"PONG"),
+                         tls=Tls(implicit=True, verify=False))
+    assert (await check(unverified, ctx)).ok
+
+
+async def test_tls_name_mismatch(serve: Serve, ctx: ProbeContext, certs: Certs) -> None:
+    port = await serve_tls(serve, pos_terminal(Seen(), b"PONG\r\n"), certs.server)
+    spec = TcpSpec("127.0.0.1", port, script(b"PING\r\n", b"PONG"),
+                   tls=Tls(implicit=True, ca_file=certs.ca_file, server_name="pos.example.com"))
+    result = await check(spec, ctx)
+    assert result.error_kind is ErrorKind.TLS
+    assert "Hostname mismatch" in result.reason and "pos.example.com" in result.reason
+
+
+async def test_tls_to_a_plaintext_server(serve: Serve, ctx: ProbeContext, certs: Certs) -> None:
+    async def plaintext(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"GW1 READY\r\n")
+        await reader.read(1 << 16)  # the ClientHello, taken for a command
+        writer.close()
+
+    port = await serve(plaintext)
+    result = await check(TcpSpec("127.0.0.1", port, tls=Tls(implicit=True, ca_file=certs.ca_file)),
+                         ctx)
+    assert result.error_kind is ErrorKind.TLS
+    assert result.reason == f"TLS handshake with 127.0.0.1:{port} failed: wrong version number"
+
+
+async def test_tls_handshake_that_never_ends_is_a_timeout(serve: Serve, ctx: ProbeContext,
+                                                          seen: Seen, certs: Certs) -> None:
+    port = await serve(silent_then_gone(seen))
+    spec = TcpSpec("127.0.0.1", port, tls=Tls(implicit=True, ca_file=certs.ca_file))
+    result = await asyncio.wait_for(run_with_deadline(tcp.probe, spec, ctx, 0.3), 5)
+    assert result.error_kind is ErrorKind.TIMEOUT
+    await asyncio.wait_for(seen.client_gone.wait(), 5)
+
+
+def silent_then_gone(seen: Seen) -> Handler:
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while await reader.read(1 << 16):  # bounded: the client sends a finite amount
+            pass
+        seen.client_gone.set()
+        writer.close()
+
+    return handle
+
+
+async def serve_tls(serve: Serve, handler: Handler, context: ssl.SSLContext) -> int:
+    """Like `serve`, TLS from the first byte (asyncio.start_server's ssl=)."""
+    server = await asyncio.start_server(handler, "127.0.0.1", 0, ssl=context)
+    _tls_servers.append(server)
+    return int(server.sockets[0].getsockname()[1])
+
+
+_tls_servers: list[asyncio.Server] = []
+
+
+@pytest.fixture(autouse=True)
+async def _close_tls_servers() -> AsyncIterator[None]:
+    yield
+    while _tls_servers:
+        server = _tls_servers.pop()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_no_leaked_sockets_with_tls(serve: Serve, ctx: ProbeContext, certs: Certs) -> None:
+    ports = {
+        "tls": await serve_tls(serve, pos_terminal(Seen(), b"PONG\r\n"), certs.server),
+        "plain": await serve(pos_terminal(Seen(), b"PONG\r\n")),
+        "silent": await serve(silent_then_gone(Seen())),
+        "starttls": await serve(gateway(Seen(), tls=certs.server)),
+    }
+    me = psutil.Process()
+    trusted = Tls(implicit=True, ca_file=certs.ca_file)
+    upgrade = (Step(expect=b"READY"), Step(send=b"STARTTLS\r\n"), Step(expect=b"GO TLS\r\n"),
+               Step(starttls=True), *SALE[1:])
+    fds_before = me.num_fds()
+    kinds = []
+    for _ in range(3):
+        for spec, timeout in [
+            (TcpSpec("127.0.0.1", ports["tls"], script(b"PING\n", b"PONG"), tls=trusted), 10.0),
+            (TcpSpec("127.0.0.1", ports["tls"], script(b"PING\n", b"PONG"),
+                     tls=Tls(implicit=True)), 10.0),
+            (TcpSpec("127.0.0.1", ports["plain"], tls=trusted), 10.0),
+            (TcpSpec("127.0.0.1", ports["silent"], tls=trusted), 0.1),
+            (TcpSpec("127.0.0.1", ports["starttls"], upgrade, tls=Tls(ca_file=certs.ca_file)),
+             10.0),
+        ]:
+            kinds.append((await check(spec, ctx, timeout)).error_kind)
+    assert kinds[:5] == [None, ErrorKind.TLS, ErrorKind.TLS, ErrorKind.TIMEOUT, None]
+
+    def client_sockets() -> list[Any]:
+        return [c for c in me.net_connections(kind="tcp")
+                if c.raddr and c.raddr.port in ports.values()]
+
     await eventually(lambda: not client_sockets(), "client sockets still open")
     await eventually(lambda: me.num_fds() <= fds_before, "file descriptors leaked")
 
@@ -268,8 +496,24 @@ def test_parse_every_key() -> None:
     spec, errors = parse({"host": "::1", "port": 9100, "send": "PING\r\n", "expect": "PONG",
                           "max_read": "4KiB"})
     assert errors == []
-    assert spec == TcpSpec("::1", 9100, b"PING\r\n", b"PONG", 4096)
+    assert spec == TcpSpec("::1", 9100, script(b"PING\r\n", b"PONG"), 4096)
     assert tcp.target(spec) == "[::1]:9100"
+
+
+def test_parse_steps_and_tls(tmp_path: Path) -> None:
+    (tmp_path / "ca.pem").write_text("not read at parse time")
+    errors: list[str] = []
+    sec = Section({"host": "gw.example.com", "port": 7000, "server_name": "gw", "ca_file": "ca.pem",
+                   "verify_tls": True, "steps": [{"expect": "READY"}, {"send": "STARTTLS\r\n"},
+                                                 {"starttls": True}, {"expect_regex": "OK \\d+"}]},
+                  "checks[1]", errors, tmp_path)
+    spec = tcp.parse(sec)
+    sec.finish()
+    assert errors == []
+    assert spec == TcpSpec("gw.example.com", 7000,
+                           (Step(expect=b"READY"), Step(send=b"STARTTLS\r\n"), Step(starttls=True),
+                            Step(regex=re.compile(rb"OK \d+"))),
+                           tls=Tls(False, str(tmp_path / "ca.pem"), True, "gw"))
 
 
 @pytest.mark.parametrize(
@@ -281,6 +525,28 @@ def test_parse_every_key() -> None:
         ({"port": 9100}, "checks[1]: host: is required"),
         ({"host": "pos", "port": 1, "send": 7}, "checks[1]: send: must be a string, got 7"),
         ({"host": "pos", "port": 1, "max_read": "lots"}, "checks[1]: max_read: must be a size"),
+        ({"host": "pos", "port": 1, "steps": [{"send": "x"}], "expect": "y"},
+         "checks[1]: steps: give either steps or the send/expect shorthand, not both"),
+        ({"host": "pos", "port": 1, "steps": "PING"},
+         'checks[1]: steps: must be a list of tables like {send = "..."}, got "PING"'),
+        ({"host": "pos", "port": 1, "steps": [{"send": "x", "expect": "y"}]},
+         'checks[1]: steps[1]: must have exactly one of send, expect, expect_regex, starttls, '
+         'got "send", "expect"'),
+        ({"host": "pos", "port": 1, "steps": [{"sned": "x"}]},
+         'checks[1]: steps[1]: must have exactly one of send, expect, expect_regex, starttls, '
+         'got "sned"'),
+        ({"host": "pos", "port": 1, "steps": [{"expect": ""}]},
+         'checks[1]: steps[1]: expect: must be a non-empty string, got ""'),
+        ({"host": "pos", "port": 1, "steps": [{"expect_regex": "APPROVED ("}]},
+         "checks[1]: steps[1]: expect_regex: not a valid regular expression (missing ), "),
+        ({"host": "pos", "port": 1, "steps": [{"starttls": False}]},
+         "checks[1]: steps[1]: starttls: must be true, got false"),
+        ({"host": "pos", "port": 1, "tls": True, "steps": [{"starttls": True}]},
+         "checks[1]: steps: a starttls step needs tls = false"),
+        ({"host": "pos", "port": 1, "verify_tls": False},
+         "checks[1]: verify_tls: only used with tls = true or a starttls step"),
+        ({"host": "pos", "port": 1, "tls": True, "ca_file": "no-such-ca.pem"},
+         "checks[1]: ca_file: no such file: no-such-ca.pem"),
     ],
 )
 def test_parse_errors(raw: dict[str, Any], error: str) -> None:

@@ -22,7 +22,7 @@ def onwatch(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]
 def test_example_config_validates(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["validate", str(EXAMPLE)]) == 0
     out = capsys.readouterr().out
-    assert "ok, 3 checks (http, tcp)" in out
+    assert "ok, 4 checks (http, tcp)" in out
 
 
 def test_validate_lists_every_problem_and_exits_2(tmp_path: Path,

@@ -27,6 +27,7 @@ async def test_example_config_pages_its_own_inbox(tmp_path: Path) -> None:
         await wait_for(paged, 30, "the example's page in /inbox")
         assert await agent.metric('onwatch_check_up{check="onwatch-itself"}') == 1.0
         assert await agent.metric('onwatch_check_up{check="onwatch-port"}') == 1.0
+        assert await agent.metric('onwatch_check_up{check="onwatch-port-script"}') == 1.0
         assert await agent.metric('onwatch_check_up{check="example-broken"}') == 0.0
     finally:
         assert await agent.stop() == 0

@@ -8,7 +8,7 @@ never free text. Per-check children are looked up once at start, because a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from prometheus_client import (
     CollectorRegistry,
@@ -30,11 +30,23 @@ RESULTS = ("ok", "degraded", *(k.value for k in ErrorKind))
 
 @dataclass(slots=True)
 class CheckMetrics:
+    name: str
     duration: Histogram
     runs: dict[str, Counter]
+    observation: Gauge
+    #: Children of onwatch_check_observation, looked up once per observation key.
+    _obs: dict[str, Gauge] = field(default_factory=dict)
 
     def record(self, result: CheckResult) -> None:
         self.duration.observe(result.latency_s)
+        for key, value in result.observations.items():
+            child = self._obs.get(key)
+            if child is None:
+                # "disk_free_ratio:/var" -> observation="disk_free_ratio", on="/var":
+                # the keys are bounded by the config, never free text.
+                what, _, on = key.partition(":")
+                child = self._obs[key] = self.observation.labels(self.name, what, on)
+            child.set(value)
         if result.ok:
             self.runs["degraded" if result.degraded else "ok"].inc()
         else:
@@ -53,6 +65,10 @@ class Metrics:
         self.check_duration = Histogram("onwatch_check_duration_seconds",
                                         "Probe latency (to headers for http)", ["check"],
                                         buckets=_LATENCY_BUCKETS, registry=r)
+        self.check_observation = Gauge(
+            "onwatch_check_observation", "Numbers a probe observed on its last run (days to "
+            "certificate expiry, free disk, phase timings, fingerprints)",
+            ["check", "observation", "on"], registry=r)
         self.check_runs = Counter("onwatch_check_runs_total", "Probe runs by result",
                                   ["check", "result"], registry=r)
         self.incidents_open = Gauge("onwatch_incidents_open", "Open incidents", ["severity"],
@@ -78,6 +94,8 @@ class Metrics:
 
     def for_check(self, name: str) -> CheckMetrics:
         return CheckMetrics(
+            name,
             self.check_duration.labels(name),
             {res: self.check_runs.labels(name, res) for res in RESULTS},
+            self.check_observation,
         )

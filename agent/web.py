@@ -20,6 +20,7 @@ from prometheus_client.aiohttp import make_aiohttp_handler
 from agent import api
 from agent.detect.outage import Health
 from agent.runner import Runner
+from checks import heartbeat
 from checks.base import ProbeContext
 
 log = structlog.get_logger(__name__)
@@ -47,6 +48,7 @@ def build_app(runner: Runner, api_token: str, ctx: ProbeContext | None = None
     app.router.add_post("/inbox", inbox_post)
     app.router.add_post("/inbox/{who}", inbox_post)
     app.router.add_get("/inbox", inbox_get)
+    app.router.add_route("*", "/heartbeat/{check}", heartbeat_handler)
     return app
 
 
@@ -62,6 +64,28 @@ async def healthz(request: web.Request) -> web.Response:
         "checks_down": down,
     }
     return web.json_response(body, status=503 if stopping else 200)
+
+
+async def heartbeat_handler(request: web.Request) -> web.Response:
+    """A push check's ping: GET or POST /heartbeat/<check>?token=... (or a Bearer token).
+
+    The rules are checks/heartbeat.py's: 404 unless <check> is a heartbeat check, 403 and
+    nothing recorded for a wrong or missing token. The token is never logged.
+    """
+    if request.method not in ("GET", "POST"):
+        return web.json_response({"error": "use GET or POST"}, status=405,
+                                 headers={"Allow": "GET, POST"})
+    name = request.match_info["check"]
+    check = request.app[RUNNER_KEY].config.check(name)
+    if check is None or check.type != "heartbeat":
+        return web.json_response({"error": "no heartbeat check by that name"}, status=404)
+    token = heartbeat.presented(request.query.get("token"), request.headers.get("Authorization"))
+    if not heartbeat.authorized(check.spec, token):
+        log.warning("heartbeat_refused", check=name, token_given=token is not None)
+        return web.json_response({"error": "wrong or missing token"}, status=403)
+    request.app[CTX_KEY].heartbeats[name] = time.time()
+    log.info("heartbeat_received", check=name)
+    return web.json_response({"ok": True, "check": name})
 
 
 async def inbox_post(request: web.Request) -> web.Response:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent.fields import Section
-from checks import http, tcp
+from checks import dns, heartbeat, host, http, icmp, imap, mailflow, pop3, smtp, tcp, tls
 from checks.base import CheckResult, ErrorKind, Probe, ProbeContext
 
 
@@ -26,6 +26,15 @@ class Kind:
 KINDS: dict[str, Kind] = {
     "http": Kind(http.parse, http.probe, http.target),
     "tcp": Kind(tcp.parse, tcp.probe, tcp.target),
+    "tls": Kind(tls.parse, tls.probe, tls.target),
+    "smtp": Kind(smtp.parse, smtp.probe, smtp.target),
+    "imap": Kind(imap.parse, imap.probe, imap.target),
+    "pop3": Kind(pop3.parse, pop3.probe, pop3.target),
+    "mailflow": Kind(mailflow.parse, mailflow.probe, mailflow.target),
+    "dns": Kind(dns.parse, dns.probe, dns.target),
+    "icmp": Kind(icmp.parse, icmp.probe, icmp.target),
+    "heartbeat": Kind(heartbeat.parse, heartbeat.probe, heartbeat.target),
+    "host": Kind(host.parse, host.probe, host.target),
 }
 
 __all__ = ["KINDS", "CheckResult", "ErrorKind", "Kind", "Probe", "ProbeContext"]

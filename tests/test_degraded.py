@@ -32,7 +32,7 @@ def test_sustained_slowdown_is_degraded_then_recovers() -> None:
 
 def test_a_single_spike_is_not_degraded() -> None:
     rng = random.Random(8)
-    values = noise(600, 0.150, rng) + [2.0] + noise(200, 0.150, rng)
+    values = [*noise(600, 0.15, rng), 2.0, *noise(200, 0.15, rng)]
     assert [k for _, k in feed(values)] == []
 
 

@@ -48,3 +48,13 @@ def test_through_the_runner(world) -> None:  # type: ignore[no-untyped-def]  # n
     assert incs["expiring"].severity == "high"  # raised from low
     assert "severity_changed" in [e.kind for e in store.timeline(incs["expiring"].id)]
     assert store.messages(incs["changed"].id)[0].title.startswith("[CHANGED] router")
+
+
+def test_disk_forecast_from_the_host_probe_observations() -> None:
+    st = ObsState()
+    free, rate = "disk_free_bytes:/var", "disk_fill_rate_bytes_per_s:/var"
+    # 10 GB free, filling at 200 kB/s: full in ~14 h, under the 24 h horizon.
+    got = observe(st, {free: 10e9, rate: 200e3}, Rules())
+    assert [(s.kind, s.key) for s in got] == [("filling", "disk_hours_to_full:/var")]
+    assert "full in about 13.9 hours" in got[0].reason
+    assert [s.kind for s in observe(st, {free: 10e9, rate: 0.0}, Rules())] == ["fill_ok"]

@@ -8,8 +8,9 @@
 - expiry: days left on a certificate under `warn_days` opens an "expiring"
   incident (low), raised to high under `critical_days`; resolved once renewed.
 - fill: a disk that will be full within `full_within` at its current fill
-  rate opens a "filling" incident; resolved when the forecast is comfortable
-  again (twice the horizon, as hysteresis).
+  rate (free bytes / fill rate, from the host probe) opens a "filling"
+  incident; resolved when the forecast is comfortable again (twice the
+  horizon, as hysteresis) or the disk stops filling.
 
 Observation keys may carry a suffix after ":" (a mount, a record); a rule
 for "disk_hours_to_full" applies to every "disk_hours_to_full:<mount>".
@@ -54,9 +55,22 @@ def _base(key: str) -> str:
     return key.split(":", 1)[0]
 
 
+def hours_to_full(obs: Mapping[str, float]) -> dict[str, float]:
+    """`disk_hours_to_full:<mount>` from the host probe's free bytes and fill rate."""
+    out: dict[str, float] = {}
+    for key, rate in obs.items():
+        if key.startswith("disk_fill_rate_bytes_per_s:") and rate > 0:
+            where = key.split(":", 1)[1]
+            free = obs.get(f"disk_free_bytes:{where}")
+            if free is not None:
+                out[f"{FILL_KEY}:{where}"] = free / rate / 3600
+    return out
+
+
 def observe(st: ObsState, obs: Mapping[str, float], rules: Rules) -> list[ObsSignal]:
     out: list[ObsSignal] = []
-    for key, value in obs.items():
+    derived = hours_to_full(obs)
+    for key, value in (*obs.items(), *derived.items()):
         base = _base(key)
         if base in rules.watch_changes:
             before = st.last.get(key)
@@ -71,6 +85,8 @@ def observe(st: ObsState, obs: Mapping[str, float], rules: Rules) -> list[ObsSig
             out += _expiry(st, key, value, rules)
         elif base == FILL_KEY:
             out += _fill(st, key, value, rules)
+        elif base == "disk_fill_rate_bytes_per_s" and value <= 0:
+            out += _fill(st, f"{FILL_KEY}:{key.split(':', 1)[-1]}", float("inf"), rules)
     return out
 
 

@@ -105,19 +105,9 @@ async def smtpd() -> AsyncIterator[Start]:
 
 
 @pytest.fixture
-async def raw() -> AsyncIterator[Callable[[Handler], Awaitable[int]]]:
-    servers: list[asyncio.Server] = []
-
-    async def start(handler: Handler) -> int:
-        server = await asyncio.start_server(handler, "127.0.0.1", 0)
-        servers.append(server)
-        return int(server.sockets[0].getsockname()[1])
-
-    yield start
-    for server in servers:
-        server.close()
-        await server.wait_closed()
-
+def raw(tcp_servers: Callable[[Handler], Awaitable[int]]) -> Callable[[Handler], Awaitable[int]]:
+    """Local TCP servers on 127.0.0.1:0 (tests/conftest.py)."""
+    return tcp_servers
 
 def script(*answers: bytes, linger: bool = True) -> Handler:
     """A fake SMTP server: sends answers[0], then answers each line it reads with the next

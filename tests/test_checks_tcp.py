@@ -45,20 +45,9 @@ class Seen:
 
 
 @pytest.fixture
-async def serve() -> AsyncIterator[Serve]:
-    """Start a TCP server with `handler` on 127.0.0.1:0; returns its port."""
-    servers: list[asyncio.Server] = []
-
-    async def start(handler: Handler) -> int:
-        server = await asyncio.start_server(handler, "127.0.0.1", 0)
-        servers.append(server)
-        return int(server.sockets[0].getsockname()[1])
-
-    yield start
-    for server in servers:
-        server.close()
-        await server.wait_closed()
-
+def serve(tcp_servers: Serve) -> Serve:
+    """Local TCP servers on 127.0.0.1:0 (tests/conftest.py)."""
+    return tcp_servers
 
 @pytest.fixture
 def seen() -> Seen:

@@ -51,20 +51,9 @@ def seen() -> Seen:
 
 
 @pytest.fixture
-async def serve() -> AsyncIterator[Serve]:
-    """Start a server with `handler` (TLS when given a context) on 127.0.0.1:0: its port."""
-    servers: list[asyncio.Server] = []
-
-    async def start(handler: Handler, context: ssl.SSLContext | None = None) -> int:
-        server = await asyncio.start_server(handler, "127.0.0.1", 0, ssl=context)
-        servers.append(server)
-        return int(server.sockets[0].getsockname()[1])
-
-    yield start
-    for server in servers:
-        server.close()
-        await server.wait_closed()
-
+def serve(tcp_servers: Serve) -> Serve:
+    """Local TCP servers on 127.0.0.1:0 (tests/conftest.py)."""
+    return tcp_servers
 
 def until_client_leaves(seen: Seen) -> Handler:
     """Says nothing (over TLS: after the handshake); closes once the client has gone."""

@@ -103,10 +103,18 @@ def cmd_check(args: argparse.Namespace) -> int:
     return EXIT_OK if results and results[0] else EXIT_FAIL
 
 
-def _store(cfg: Config) -> Store:
-    from agent.store.sqlite import Store
+def _store(args: argparse.Namespace) -> Store | int:
+    """The store of the config in `args`, read-only; or the exit code of the problem."""
+    from agent.store.sqlite import Store, StoreError
 
-    return Store.open(cfg.agent.state_dir, readonly=True)
+    cfg = _load(args.config)
+    if cfg is None:
+        return EXIT_CONFIG
+    try:
+        return Store.open(cfg.agent.state_dir, readonly=True)
+    except StoreError as exc:
+        print(f"onwatch: {exc}", file=sys.stderr)
+        return EXIT_FAIL
 
 
 def _ts(ts: float | None) -> str:
@@ -114,16 +122,9 @@ def _ts(ts: float | None) -> str:
 
 
 def cmd_incidents(args: argparse.Namespace) -> int:
-    from agent.store.sqlite import StoreError
-
-    cfg = _load(args.config)
-    if cfg is None:
-        return EXIT_CONFIG
-    try:
-        store = _store(cfg)
-    except StoreError as exc:
-        print(f"onwatch: {exc}", file=sys.stderr)
-        return EXIT_FAIL
+    store = _store(args)
+    if isinstance(store, int):
+        return store
     rows = store.incidents(open_only=args.open, limit=args.limit)
     if not rows:
         print("no open incidents" if args.open else "no incidents")
@@ -134,16 +135,9 @@ def cmd_incidents(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from agent.store.sqlite import StoreError
-
-    cfg = _load(args.config)
-    if cfg is None:
-        return EXIT_CONFIG
-    try:
-        store = _store(cfg)
-    except StoreError as exc:
-        print(f"onwatch: {exc}", file=sys.stderr)
-        return EXIT_FAIL
+    store = _store(args)
+    if isinstance(store, int):
+        return store
     inc = store.incident(args.id)
     if inc is None:
         print(f"onwatch: no incident #{args.id}", file=sys.stderr)

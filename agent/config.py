@@ -115,6 +115,9 @@ class CheckConfig:
     #: Learn this check's normal response time and open a low-severity "degraded"
     #: incident on a sustained slow-down.
     baseline: bool = True
+    #: Observations whose normal level is learned too (cpu_percent, a queue depth ...):
+    #: a sustained rise is "degraded" in the same way.
+    baseline_observations: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -411,6 +414,7 @@ def _checks(root: Section, defaults: Section, contacts: Mapping[str, Contact],
         tags = sec.string_list("tags")
         depends_on = sec.string_list("depends_on")
         baseline = sec.boolean("baseline", True)
+        baseline_observations = sec.string_list("baseline_observations")
         kind = KINDS.get(kind_name)
         spec: Any = None
         if kind is None and kind_name:
@@ -421,7 +425,7 @@ def _checks(root: Section, defaults: Section, contacts: Mapping[str, Contact],
             sec.finish()  # without a known type, which keys belong is unknown
         out.append(CheckConfig(name, kind_name, interval, timeout, confirm, recover, recheck,
                                check_contacts, severity, description, spec, policy, tags,
-                               depends_on, baseline))
+                               depends_on, baseline, baseline_observations))
     config_detect.dependencies(out, lambda i, msg: errors.append(
         f"checks[{i}] {show(out[i].name)}: {msg}"))
     return tuple(out)

@@ -48,9 +48,10 @@ class Runner:
                                              for c in config.checks}
         self._flaps: dict[str, FlapState] = {c.name: FlapState() for c in config.checks}
         self._obs: dict[str, ObsState] = {c.name: ObsState() for c in config.checks}
-        #: Response-time baselines (learned in memory; a restart learns again).
-        self._slow: dict[str, DegradedState] = {c.name: DegradedState() for c in config.checks
-                                                if c.baseline}
+        #: Baselines per check and signal ("response time", observation keys), learned in
+        #: memory (a restart learns again), and the signals degraded right now.
+        self._baselines: dict[str, dict[str, DegradedState]] = {c.name: {} for c in config.checks}
+        self._degraded_now: dict[str, set[str]] = {c.name: set() for c in config.checks}
         #: Checks that went down while suppressed (maintenance, a parent down): their
         #: incident opens, and pages once, when the suppression ends and they are still down.
         self._pending: dict[str, str] = {}
@@ -88,11 +89,8 @@ class Runner:
             for sig in observations.observe(self._obs[check.name], result.observations,
                                             observations.Rules()):
                 self._observed(check, sig)
-        slow = self._slow.get(check.name)
-        if slow is not None and result.ok:
-            change = degraded.observe(slow, result.checked_at, result.latency_s)
-            if change is not None:
-                self._degraded(check, change)
+        if result.ok:
+            self._learn(check, result)
         flap = flapping.observe(self._flaps[check.name], step.state.health is Health.DOWN)
         self._flaps[check.name] = flap.state
         if flap.started or flap.stopped:
@@ -106,26 +104,48 @@ class Runner:
             self._release(check, step.state)
         return step.recheck
 
-    def _degraded(self, check: CheckConfig, change: degraded.Change) -> None:
+    def _learn(self, check: CheckConfig, result: CheckResult) -> None:
+        """Feed the baselines: response time, and the observations the check names."""
+        samples: list[tuple[str, float, str]] = []
+        if check.baseline:
+            samples.append(("response time", result.latency_s, "s"))
+        for key in check.baseline_observations:
+            value = result.observations.get(key)
+            if value is not None:
+                samples.append((key, value, ""))
+        states = self._baselines[check.name]
+        for signal, value, unit in samples:
+            st = states.get(signal)
+            if st is None:
+                st = states[signal] = DegradedState()
+            change = degraded.observe(st, result.checked_at, value, unit=unit)
+            if change is not None:
+                self._degraded(check, signal, change)
+
+    def _degraded(self, check: CheckConfig, signal: str, change: degraded.Change) -> None:
+        """One "degraded" incident per check, open while any of its signals is degraded."""
         engine, now = self.engine, self.clock()
         current = engine.open_for_check(check.name, "degraded")
-        if change.kind == "degraded" and current is None:
-            reason = f"response time {change.reason}"
-            tr: incidents.Transition | None = incidents.observed(
-                "degraded", check.name, severity="low", reason=reason, now=now,
-                new_id=engine.store.next_incident_id())
-            assert tr is not None
-            tr = replace(tr, incident=replace(tr.incident,
-                                              policy=engine.policy_name_for(check, "low")))
-        elif change.kind == "recovered" and current is not None:
-            tr = incidents.resolve(current, now=now, actor="onwatch",
-                                   note=f"response time {change.reason}")
+        now_degraded = self._degraded_now[check.name]
+        reason = f"{signal}: {change.reason}"
+        tr: incidents.Transition | None = None
+        if change.kind == "degraded":
+            now_degraded.add(signal)
+            if current is None:
+                tr = incidents.observed("degraded", check.name, severity="low", reason=reason,
+                                        now=now, new_id=engine.store.next_incident_id())
+                tr = replace(tr, incident=replace(
+                    tr.incident, policy=engine.policy_name_for(check, "low")))
+            else:
+                engine.note(current.id, by="onwatch", text=f"also degraded: {reason}")
         else:
-            return
+            now_degraded.discard(signal)
+            if current is not None and not now_degraded:
+                tr = incidents.resolve(current, now=now, actor="onwatch", note=reason)
         if tr is not None:
             inc = engine.apply(tr)
             log.warning(f"degraded_{change.kind}", check=check.name, incident=inc.id,
-                        reason=change.reason)
+                        reason=reason)
 
     def _observed(self, check: CheckConfig, sig: observations.ObsSignal) -> None:
         """Changes and trends: open, raise, note or resolve the incident of that kind."""

@@ -4,6 +4,7 @@ fed CheckResults by the test instead of the scheduler."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -233,3 +234,25 @@ def test_sustained_slowdown_opens_a_low_degraded_incident_and_recovers(world) ->
     assert store.messages(incs[0].id)[0].title.startswith("[DEGRADED] router")
     feed(0.150, 20)
     assert store.incident(incs[0].id).state.value == "resolved"  # type: ignore[union-attr]
+
+
+def test_a_named_observation_learns_its_baseline_too(world) -> None:  # type: ignore[no-untyped-def]
+    import random
+    from dataclasses import replace
+
+    runner, store, clock, cfg = world
+    base = cfg.check("router")
+    assert base is not None
+    check = replace(base, baseline=False, baseline_observations=("cpu_percent",))
+    rng = random.Random(5)
+    t = utc(2026, 11, 24, 0, 0)
+    for i in range(620):
+        t += 30
+        clock.now = t
+        cpu = rng.gauss(10.0 if i < 600 else 80.0, 0.5)
+        runner.on_result(check, CheckResult(True, 0.01, "ok", None, t, {"cpu_percent": cpu}),
+                         0.0)
+    incs = store.incidents()
+    assert [(i.kind, i.severity) for i in incs] == [("degraded", "low")]
+    assert re.match(r"cpu_percent: baseline (9\.9\d|10\.0|10), now (79\.\d|80\.\d) over",
+                    incs[0].reason), incs[0].reason

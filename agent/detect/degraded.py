@@ -83,4 +83,4 @@ def observe(st: DegradedState, t: float, value: float, *, unit: str = "s",
 def _fmt(value: float, unit: str) -> str:
     if unit == "s":
         return f"{value * 1000:.0f} ms" if value < 10 else f"{value:.1f} s"
-    return f"{value:g}{unit}"
+    return f"{value:.3g}{unit}"

@@ -52,7 +52,12 @@ def percent_change(bits: int, count: int) -> float:
     return total / (RUNS - 1)
 
 
+_STEADY = FlapStep(FlapState(0, RUNS, False), 0.0)
+
+
 def observe(state: FlapState, down: bool, params: FlapParams = FlapParams()) -> FlapStep:
+    if not down and state.bits == 0 and state.count == RUNS:
+        return _STEADY  # the hot path: up for 21 runs and still up, nothing to compute
     bits = ((state.bits << 1) | int(down)) & ((1 << RUNS) - 1)
     count = min(state.count + 1, RUNS)
     change = percent_change(bits, count)

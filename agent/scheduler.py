@@ -42,6 +42,16 @@ def next_slot(now: float, interval: float, offset: float) -> float:
     return offset + k * interval
 
 
+def next_due(now: float, due: float, check: CheckConfig, offset: float, recheck: bool
+             ) -> float:
+    """When a check runs next, after a run that was due at `due` and ended at `now`."""
+    if recheck:
+        return now + check.recheck_interval
+    # max(now, due): event-loop timers may fire a little early (uvloop does, by a few
+    # ms), and a probe that finishes before its due time must not get that slot again.
+    return next_slot(max(now, due), check.interval, offset)
+
+
 class Scheduler:
     def __init__(self, checks: Sequence[CheckConfig], ctx: ProbeContext, on_result: ResultHandler,
                  *, max_concurrency: int) -> None:
@@ -98,6 +108,4 @@ class Scheduler:
             except Exception:  # a bug in the handler must not stop this check forever
                 log.exception("result_handler_failed", check=check.name)
                 recheck = False
-            now = loop.time()
-            due = now + check.recheck_interval if recheck else next_slot(now, check.interval,
-                                                                          offset)
+            due = next_due(loop.time(), due, check, offset, recheck)

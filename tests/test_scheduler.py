@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from agent.config import CheckConfig
-from agent.scheduler import Scheduler, next_slot, phase_offset
+from agent.scheduler import Scheduler, next_due, next_slot, phase_offset
 from checks import KINDS, Kind
 from checks.base import CheckResult, ErrorKind, ProbeContext
 from tests.support import wait_for
@@ -126,3 +126,17 @@ async def _count(results: list[str], n: int) -> bool:
 
 async def _len_at_least(items: list[float], n: int) -> bool:
     return len(items) >= n
+
+
+@pytest.mark.parametrize(
+    ("now", "due", "recheck", "expected"),
+    [
+        (13.001, 13.0, False, 23.0),  # ran on time: the next slot
+        (12.998, 13.0, False, 23.0),  # the timer fired early and the probe was instant
+        (25.5, 13.0, False, 33.0),  # a long run skips the slots it overlapped
+        (13.2, 13.0, True, 13.2 + 0.05),  # a re-check: recheck_interval after the run
+    ],
+)
+def test_next_due(now: float, due: float, recheck: bool, expected: float) -> None:
+    c = check("x", interval=10.0)
+    assert next_due(now, due, c, 3.0, recheck) == pytest.approx(expected)

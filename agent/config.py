@@ -24,7 +24,8 @@ from types import MappingProxyType
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from agent import config_detect, config_escalation
+from agent import config_detect, config_escalation, config_notify
+from agent.config_notify import DeliveryPolicy
 from agent.detect.maintenance import Window
 from agent.fields import (
     Section,
@@ -76,20 +77,6 @@ class Contact:
 
 
 @dataclass(frozen=True)
-class DeliveryPolicy:
-    """[notifications]: how hard the outbox tries before it says a message failed."""
-
-    retry_cap: float = 60.0
-    deadline: float = 3600.0
-    send_timeout: float = 30.0
-    #: A recipient who got `storm_threshold` messages within `storm_window` gets at
-    #: most one bundled message per `storm_interval` after that.
-    storm_threshold: int = 5
-    storm_window: float = 60.0
-    storm_interval: float = 60.0
-
-
-@dataclass(frozen=True)
 class CheckConfig:
     name: str
     type: str
@@ -128,7 +115,7 @@ class Config:
     contacts: Mapping[str, Contact]
     checks: tuple[CheckConfig, ...]
     escalation: config_escalation.Escalation
-    delivery: DeliveryPolicy = DeliveryPolicy()
+    delivery: DeliveryPolicy = field(default_factory=DeliveryPolicy)
     #: [templates] overrides: "<event>", "<event>_title", "<event>_sms" -> text.
     templates: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     #: Maintenance windows from the config (more are opened at run time, in the store).
@@ -187,37 +174,14 @@ def parse(raw: Mapping[str, Any], path: Path) -> Config:
         lambda item, key, i: _named(item, key, i, errors, base))
     checks = _checks(root, defaults, contacts, esc, errors, base)
     windows = config_detect.maintenance(_items(root, "maintenance"), root, agent.tz, checks)
-    delivery = _delivery(_table(root, "notifications"))
-    templates = _templates(_table(root, "templates"))
+    delivery = config_notify.delivery(_table(root, "notifications"))
+    templates = config_notify.templates(_table(root, "templates"))
     defaults.finish()
     root.finish()
     if errors:
         raise ConfigError(path, errors)
     return Config(path, agent, MappingProxyType(contacts), checks, esc, delivery,
                   MappingProxyType(templates), windows)
-
-
-def _delivery(sec: Section) -> DeliveryPolicy:
-    p = DeliveryPolicy(sec.duration("retry_cap", 60.0), sec.duration("deadline", 3600.0),
-                       sec.duration("send_timeout", 30.0),
-                       sec.integer("storm_threshold", 5, low=1, high=1000),
-                       sec.duration("storm_window", 60.0), sec.duration("storm_interval", 60.0))
-    sec.finish()
-    return p
-
-
-def _templates(sec: Section) -> dict[str, str]:
-    from notifiers.messages import template_problem
-
-    out: dict[str, str] = {}
-    for key in list(sec.raw):
-        text = sec.string(key)
-        problem = template_problem(key, text)
-        if problem:
-            sec.error(key, problem)
-        else:
-            out[key] = text
-    return out
 
 
 def _table(root: Section, key: str) -> Section:
@@ -357,9 +321,9 @@ def _defaults(d: Section, contacts: Mapping[str, Contact],
         d.error("timeout", f"must be shorter than the interval ({format_duration(timeout)} "
                            f">= {format_duration(interval)})")
         times_ok = False
-    confirm = d.integer("confirm", 3, low=1, high=20)
+    confirm = d.integer("confirm", 4, low=1, high=20)
     recover = d.integer("recover", 2, low=1, high=20)
-    recheck = d.duration("recheck_interval", 5.0)
+    recheck = d.duration("recheck_interval", 2.0)
     names = d.string_list("contacts")
     _check_contacts(d, names, contacts)
     severity = d.choice("severity", SEVERITIES, "high")

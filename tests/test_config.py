@@ -238,8 +238,8 @@ def test_built_in_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     assert (cfg.agent.listen_host, cfg.agent.listen_port) == ("127.0.0.1", 9847)
     assert cfg.agent.public_url is None
     [pos] = cfg.checks
-    assert (pos.interval, pos.timeout, pos.recheck_interval) == (60.0, 10.0, 5.0)
-    assert (pos.confirm, pos.recover, pos.severity, pos.contacts) == (3, 2, "high", ())
+    assert (pos.interval, pos.timeout, pos.recheck_interval) == (60.0, 10.0, 2.0)
+    assert (pos.confirm, pos.recover, pos.severity, pos.contacts) == (4, 2, "high", ())
 
 
 def test_example_config_validates(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,7 +11,8 @@ import json
 import time
 from pathlib import Path
 
-from agent.config import Contact, DeliveryPolicy
+from agent.config import Contact
+from agent.config_notify import DeliveryPolicy
 from agent.metrics import Metrics
 from agent.outbox import Dispatcher, backoff
 from agent.store.sqlite import OutboxMessage, Store

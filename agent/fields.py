@@ -15,6 +15,7 @@ part of reading a value.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import difflib
 import json
@@ -227,6 +228,20 @@ class Section:
             self._used.add(key)
             return None
         return self.duration(key)
+
+    def percent(self, key: str, default: float) -> float:
+        """0-100, from a number or "N%"; `default` when absent."""
+        value: Any = self.value(key, default)
+        number: Any = value
+        if isinstance(value, str) and value.strip().endswith("%"):
+            with contextlib.suppress(ValueError):
+                number = float(value.strip()[:-1])
+        if isinstance(number, bool) or not isinstance(number, int | float) \
+                or not 0 <= number <= 100:
+            self.error(key, f'must be a percentage from 0 to 100, like 20 or "20%", '
+                            f"got {show(value)}")
+            return default
+        return float(number)
 
     def size(self, key: str, default: int) -> int:
         value = self._get(key)

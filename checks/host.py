@@ -88,11 +88,11 @@ def parse(sec: Section) -> HostSpec:
     if sec.has("disk_free_min"):
         value: Any = sec.raw["disk_free_min"]
         if isinstance(value, str) and value.strip().endswith("%"):
-            disk_min = DiskMin(ratio=_percent(sec, "disk_free_min", 10.0) / 100)
+            disk_min = DiskMin(ratio=sec.percent("disk_free_min", 10.0) / 100)
         else:
             disk_min = DiskMin(ratio=None, bytes=sec.size("disk_free_min", 0))
-    memory = _percent(sec, "memory_max", 90.0) / 100
-    swap = _percent(sec, "swap_max", 0.0) / 100 if sec.has("swap_max") else None
+    memory = sec.percent("memory_max", 90.0) / 100
+    swap = sec.percent("swap_max", 0.0) / 100 if sec.has("swap_max") else None
     load = None
     if sec.has("load_max"):
         raw: Any = sec.value("load_max")
@@ -108,17 +108,6 @@ def parse(sec: Section) -> HostSpec:
     return HostSpec(disks, disk_min, memory, swap, load, processes, units)
 
 
-def _percent(sec: Section, key: str, default: float) -> float:
-    """0-100 from "90%" or a number; `default` when absent."""
-    value: Any = sec.value(key, default)
-    number: Any = value
-    if isinstance(value, str) and value.strip().endswith("%"):
-        with contextlib.suppress(ValueError):
-            number = float(value.strip()[:-1])
-    if isinstance(number, bool) or not isinstance(number, int | float) or not 0 <= number <= 100:
-        sec.error(key, f'must be a percentage from 0 to 100, like "90%", got {show(value)}')
-        return default
-    return float(number)
 
 
 def target(spec: HostSpec) -> str:

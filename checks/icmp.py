@@ -78,21 +78,10 @@ def parse(sec: Section) -> IcmpSpec:
         version = None
     count = sec.integer("count", 3, low=1, high=20)
     wait = sec.duration("wait", 1.0)
-    max_loss = percent(sec, "max_loss", 50.0)
+    max_loss = sec.percent("max_loss", 50.0)
     return IcmpSpec(host, version, count, wait, max_loss, sec.optional_duration("max_rtt"))
 
 
-def percent(sec: Section, key: str, default: float) -> float:
-    """0-100, as a number or "N%"."""
-    value: Any = sec.value(key, default)
-    number: Any = value
-    if isinstance(value, str) and value.strip().endswith("%"):
-        with contextlib.suppress(ValueError):
-            number = float(value.strip()[:-1])
-    if isinstance(number, bool) or not isinstance(number, int | float) or not 0 <= number <= 100:
-        sec.error(key, f'must be a percentage from 0 to 100, like 20 or "20%", got {show(value)}')
-        return default
-    return float(number)
 
 
 def target(spec: IcmpSpec) -> str:

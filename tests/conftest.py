@@ -27,3 +27,24 @@ async def tcp_servers() -> AsyncIterator[Serve]:
     for server in servers:
         server.close()
         await server.wait_closed()
+
+
+def script(*answers: bytes, linger: bool = True) -> Handler:
+    """A line-protocol server (SMTP, IMAP, POP3, POS): sends answers[0], then answers each
+    line it reads with the next (b"" means: hang up instead). After the last it waits for
+    the client to leave, or (linger=False) hangs up at once."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            for i, answer in enumerate(answers):
+                if (i and not await reader.readline()) or not answer:
+                    return
+                writer.write(answer)
+                await writer.drain()
+            if linger:
+                while await reader.read(1 << 16):  # bounded: the client sends a finite amount
+                    pass
+        finally:
+            writer.close()
+
+    return handle

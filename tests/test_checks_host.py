@@ -253,7 +253,8 @@ def test_parse_every_key() -> None:
         ({"disks": ["var"]}, 'checks[1]: disks[0]: must be an absolute path, got "var"'),
         ({"disks": "/"}, None),
         ({"disk_free_min": "120%"},
-         'checks[1]: disk_free_min: must be a percentage from 0 to 100, like "90%", got "120%"'),
+         'checks[1]: disk_free_min: must be a percentage from 0 to 100, like 20 or "20%", '
+         'got "120%"'),
         ({"disk_free_min": "lots"}, "checks[1]: disk_free_min: must be a size like"),
         ({"memory_max": 0.9}, None),  # 0.9 percent: allowed, if odd
         ({"memory_max": "ninety"}, "checks[1]: memory_max: must be a percentage"),

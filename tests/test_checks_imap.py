@@ -24,6 +24,7 @@ from checks.base import CheckResult, ErrorKind, ProbeContext, run_with_deadline
 from checks.imap import ImapSpec
 from checks.pop3 import Pop3Spec
 from tests import dovecot as helper
+from tests.conftest import script
 from tests.dovecot import Dovecot, require_dovecot, running_dovecot
 
 pytestmark = pytest.mark.filterwarnings("error::ResourceWarning")
@@ -56,24 +57,6 @@ def raw(tcp_servers: Raw) -> Raw:
     """Local TCP servers on 127.0.0.1:0 (tests/conftest.py)."""
     return tcp_servers
 
-def script(*answers: bytes, linger: bool = True) -> Handler:
-    """A fake server: sends answers[0], then answers each line it reads with the next
-    (b"" means: hang up instead); then waits for the client to leave (linger) or not."""
-
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            for i, answer in enumerate(answers):
-                if (i and not await reader.readline()) or not answer:
-                    return
-                writer.write(answer)
-                await writer.drain()
-            if linger:
-                while await reader.read(1 << 16):  # bounded: the client sends a finite amount
-                    pass
-        finally:
-            writer.close()
-
-    return handle
 
 
 async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

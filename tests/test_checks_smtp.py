@@ -26,6 +26,7 @@ from checks import smtp
 from checks._mail import Endpoint, Tls
 from checks.base import CheckResult, ErrorKind, ProbeContext, run_with_deadline
 from checks.smtp import SmtpSpec
+from tests.conftest import script
 
 pytestmark = pytest.mark.filterwarnings("error::ResourceWarning")
 
@@ -109,25 +110,6 @@ def raw(tcp_servers: Callable[[Handler], Awaitable[int]]) -> Callable[[Handler],
     """Local TCP servers on 127.0.0.1:0 (tests/conftest.py)."""
     return tcp_servers
 
-def script(*answers: bytes, linger: bool = True) -> Handler:
-    """A fake SMTP server: sends answers[0], then answers each line it reads with the next
-    (b"" means: hang up instead). After the last, it waits for the client to leave, or
-    (linger=False) hangs up at once."""
-
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            for i, answer in enumerate(answers):
-                if (i and not await reader.readline()) or not answer:
-                    return
-                writer.write(answer)
-                await writer.drain()
-            if linger:
-                while await reader.read(1 << 16):  # bounded: the client sends a finite amount
-                    pass
-        finally:
-            writer.close()
-
-    return handle
 
 
 @pytest.fixture

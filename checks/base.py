@@ -84,6 +84,11 @@ class ProbeContext:
         #: Push checks (heartbeat): check name -> unix time of the last accepted ping,
         #: written by the web handler, read by the probe.
         self.heartbeats: dict[str, float] = {}
+        #: Heartbeat checks: when the agent began waiting for each (before a first ping).
+        self.heartbeat_watch_since: dict[str, float] = {}
+        #: What a kind keeps from one run to the next (the host kind's previous disk
+        #: samples, for fill rates), keyed by kind. Runtime memory only, never config.
+        self.kind_state: dict[str, Any] = {}
 
     def http_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:

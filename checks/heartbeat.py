@@ -44,7 +44,6 @@ from checks.base import CheckResult, ErrorKind, ProbeContext
 
 MIN_TOKEN: Final = 16
 #: Not yet a field of ProbeContext: the time onwatch began watching each heartbeat check.
-_SINCE_ATTR: Final = "heartbeat_watch_since"
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,8 +92,7 @@ def authorized(spec: HeartbeatSpec, token: str | None) -> bool:
 
 
 def _watch_since(ctx: ProbeContext) -> dict[str, float]:
-    since: dict[str, float] = ctx.__dict__.setdefault(_SINCE_ATTR, {})
-    return since
+    return ctx.heartbeat_watch_since
 
 
 async def probe(spec: HeartbeatSpec, ctx: ProbeContext) -> CheckResult:

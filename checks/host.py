@@ -56,7 +56,6 @@ MAX_OUTPUT: Final = 64 * 1024
 MAX_SHOWN: Final = 5  # failing items quoted in one reason
 _UNIT: Final = re.compile(r"^[A-Za-z0-9:_.@\\-]+$")
 #: Not yet a field of ProbeContext: the previous samples, for rates.
-_STATE_ATTR: Final = "host_state"
 _ACTIVE: Final = frozenset({"active", "reloading"})
 
 
@@ -147,10 +146,9 @@ class _State:
 
 
 def _state(ctx: ProbeContext) -> _State:
-    state = getattr(ctx, _STATE_ATTR, None)
+    state = ctx.kind_state.get("host")
     if not isinstance(state, _State):
-        state = _State()
-        ctx.__dict__[_STATE_ATTR] = state
+        state = ctx.kind_state["host"] = _State()
     return state
 
 

@@ -30,7 +30,7 @@ from agent.detect.outage import Health, OutageState, Signal, observe, restored_d
 from agent.engine import Engine
 from agent.metrics import CheckMetrics, Metrics
 from checks import KINDS
-from checks.base import CheckResult
+from checks.result import CheckResult
 
 log = structlog.get_logger(__name__)
 

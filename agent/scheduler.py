@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 import zlib
 from collections.abc import Callable, Sequence
 
@@ -24,7 +25,8 @@ import structlog
 
 from agent.config import CheckConfig
 from checks import KINDS
-from checks.base import CheckResult, ProbeContext, run_with_deadline
+from checks.base import ProbeContext, run_with_deadline
+from checks.result import CheckResult
 
 log = structlog.get_logger(__name__)
 
@@ -102,7 +104,8 @@ class Scheduler:
                     self._sleeping.discard(task)
             async with self._sem:
                 lateness = max(0.0, loop.time() - due)
-                result = await run_with_deadline(kind.probe, check.spec, self._ctx, check.timeout)
+                result = await run_with_deadline(kind.probe, check.spec, self._ctx, check.timeout,
+                                                clock=time.time)
             try:
                 recheck = self._on_result(check, result, lateness)
             except Exception:  # a bug in the handler must not stop this check forever

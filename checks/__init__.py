@@ -13,7 +13,8 @@ from typing import Any
 
 from agent.fields import Section
 from checks import dns, heartbeat, host, http, icmp, imap, mailflow, pop3, smtp, tcp, tls
-from checks.base import CheckResult, ErrorKind, Probe, ProbeContext
+from checks.base import Probe, ProbeContext
+from checks.result import CheckResult, ErrorKind
 
 
 @dataclass(frozen=True)

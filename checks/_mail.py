@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from agent.fields import Section
-from checks.base import CheckResult, ErrorKind, ProbeContext
+from checks.base import ProbeContext
+from checks.result import CheckResult, ErrorKind
 
 MAX_LINE: Final = 8192
 CLOSE_GRACE_S: Final = 1.0

@@ -6,66 +6,27 @@ never sleeps or retries on its own, and never enforces its own deadline: the
 scheduler wraps every call in `asyncio.timeout()` and turns expiry into a
 `timeout` result. Library exceptions are translated once, at the probe's
 boundary, into an `ErrorKind` and a reason a person understands.
+
+The result types themselves live in checks/result.py (light, for the pure core);
+this module holds what running a probe needs: `ProbeContext`, `Probe` and
+`run_with_deadline`, which also stamps each result's `checked_at`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import enum
+import dataclasses
 import ssl
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import aiohttp
 import structlog
 
+from checks.result import CheckResult, ErrorKind
+
 log = structlog.get_logger(__name__)
-
-
-class ErrorKind(enum.StrEnum):
-    """Why a check failed. A bounded set: it is used as a metric label."""
-
-    TIMEOUT = "timeout"
-    DNS = "dns"
-    CONNECT = "connect"
-    TLS = "tls"
-    PROTOCOL = "protocol"
-    ASSERTION = "assertion"
-    INTERNAL = "internal"
-
-
-@dataclass(frozen=True, slots=True)
-class CheckResult:
-    """What one run of one probe saw."""
-
-    ok: bool
-    latency_s: float
-    reason: str
-    error_kind: ErrorKind | None = None
-    checked_at: float = 0.0
-    observations: Mapping[str, float] = field(default_factory=dict)
-    #: Passed, but worse than the user's threshold (e.g. slower than max_latency):
-    #: not an outage; pattern detection may turn a run of these into a lower-severity incident.
-    degraded: bool = False
-
-    @classmethod
-    def success(
-        cls, latency_s: float, reason: str = "ok", observations: Mapping[str, float] | None = None,
-        *, degraded: bool = False,
-    ) -> CheckResult:
-        return cls(True, latency_s, reason, None, time.time(), observations or {}, degraded)
-
-    @classmethod
-    def failure(
-        cls,
-        kind: ErrorKind,
-        reason: str,
-        latency_s: float = 0.0,
-        observations: Mapping[str, float] | None = None,
-    ) -> CheckResult:
-        return cls(False, latency_s, reason, kind, time.time(), observations or {})
 
 
 class ProbeContext:
@@ -129,24 +90,26 @@ class Probe(Protocol):
     async def __call__(self, spec: Any, ctx: ProbeContext, /) -> CheckResult: ...
 
 
-async def run_with_deadline(probe: Probe, spec: Any, ctx: ProbeContext, timeout: float
-                            ) -> CheckResult:
+async def run_with_deadline(probe: Probe, spec: Any, ctx: ProbeContext, timeout: float,
+                            *, clock: Callable[[], float] = time.time) -> CheckResult:
     """Run one probe under the scheduler's deadline; never raises (except cancellation).
 
-    The one place where a deadline becomes a `timeout` result, and where a
-    probe bug becomes an `internal` result instead of killing its check's task.
+    The one place where a deadline becomes a `timeout` result, where a probe bug
+    becomes an `internal` result instead of killing its check's task, and where a
+    result gets its `checked_at`: `clock()` (wall time) when the run ended.
     """
     started = time.perf_counter()
     try:
         async with asyncio.timeout(timeout):
-            return await probe(spec, ctx)
+            result = await probe(spec, ctx)
     except TimeoutError:
         took = time.perf_counter() - started
-        return CheckResult.failure(ErrorKind.TIMEOUT, f"no complete answer within {timeout:g}s",
-                                   took)
+        result = CheckResult.failure(ErrorKind.TIMEOUT,
+                                     f"no complete answer within {timeout:g}s", took)
     except Exception as exc:  # a probe bug: keep the check alive and say so
         log.exception("probe_crashed", probe=getattr(probe, "__module__", "?"))
-        return CheckResult.failure(
+        result = CheckResult.failure(
             ErrorKind.INTERNAL, f"onwatch bug in the probe: {type(exc).__name__}: {exc}",
             time.perf_counter() - started,
         )
+    return dataclasses.replace(result, checked_at=clock())

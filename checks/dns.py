@@ -67,7 +67,8 @@ import dns.reversename
 
 from agent.fields import Section, show, split_host_port
 from checks._mail import Failed, hostport
-from checks.base import CheckResult, ErrorKind, ProbeContext
+from checks.base import ProbeContext
+from checks.result import CheckResult, ErrorKind
 
 TYPES: Final = ("A", "AAAA", "CNAME", "MX", "TXT", "NS", "SOA", "SRV", "PTR", "CAA")
 #: Types whose answers hold names: compared case-insensitively.

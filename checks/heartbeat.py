@@ -40,7 +40,8 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from agent.fields import Section, format_duration
-from checks.base import CheckResult, ErrorKind, ProbeContext
+from checks.base import ProbeContext
+from checks.result import CheckResult, ErrorKind
 
 MIN_TOKEN: Final = 16
 #: Not yet a field of ProbeContext: the time onwatch began watching each heartbeat check.

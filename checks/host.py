@@ -50,7 +50,8 @@ from typing import Any, Final
 import psutil
 
 from agent.fields import Section, show
-from checks.base import CheckResult, ErrorKind, ProbeContext
+from checks.base import ProbeContext
+from checks.result import CheckResult, ErrorKind
 
 MAX_OUTPUT: Final = 64 * 1024
 MAX_SHOWN: Final = 5  # failing items quoted in one reason

@@ -69,7 +69,8 @@ from agent.fields import Section, show
 from checks import _httpbody as body_
 from checks._httpbody import Condition
 from checks._httptrace import WATCH, Phases, Watch, note_certificate, tls_context, traced
-from checks.base import CheckResult, ErrorKind, ProbeContext
+from checks.base import ProbeContext
+from checks.result import CheckResult, ErrorKind
 
 _METHODS = ("GET", "HEAD", "POST", "PUT", "OPTIONS", "PATCH", "DELETE")
 _MAX_REDIRECTS = 10

@@ -49,7 +49,8 @@ from typing import Any, Final
 
 from agent.fields import Section, format_duration, show
 from checks._mail import Failed
-from checks.base import CheckResult, ErrorKind, ProbeContext
+from checks.base import ProbeContext
+from checks.result import CheckResult, ErrorKind
 
 ECHO_REQUEST: Final = {socket.AF_INET: 8, socket.AF_INET6: 128}
 ECHO_REPLY: Final = {socket.AF_INET: 0, socket.AF_INET6: 129}

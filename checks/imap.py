@@ -49,7 +49,8 @@ from checks._mail import (
     show,
     wants_starttls,
 )
-from checks.base import CheckResult, ErrorKind, ProbeContext
+from checks.base import ProbeContext
+from checks.result import CheckResult, ErrorKind
 
 LABEL: Final = "IMAP server"
 _MAX_LINES: Final = 1000  # untagged lines in one response

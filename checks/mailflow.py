@@ -53,7 +53,8 @@ from typing import Final, TypeVar
 from agent.fields import Section, parse_duration
 from checks import imap, smtp
 from checks._mail import Endpoint, Failed, Stream, connect
-from checks.base import CheckResult, ErrorKind, ProbeContext
+from checks.base import ProbeContext
+from checks.result import CheckResult, ErrorKind
 
 T = TypeVar("T")
 HEADER: Final = "X-Onwatch-Probe"

@@ -44,7 +44,8 @@ from checks._mail import (
     show,
     wants_starttls,
 )
-from checks.base import CheckResult, ErrorKind, ProbeContext
+from checks.base import ProbeContext
+from checks.result import CheckResult, ErrorKind
 
 LABEL: Final = "POP3 server"
 _MAX_LINES: Final = 200  # lines in a multi-line answer (CAPA)

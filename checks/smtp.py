@@ -57,7 +57,8 @@ from checks._mail import (
     show,
     wants_starttls,
 )
-from checks.base import CheckResult, ErrorKind, ProbeContext
+from checks.base import ProbeContext
+from checks.result import CheckResult, ErrorKind
 
 _REPLY: Final = re.compile(r"([2-5][0-9][0-9])([ -]|$)(.*)")
 _ADDRESS: Final = re.compile(r"[^\s<>@]+@[^\s<>@]+")

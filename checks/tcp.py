@@ -46,7 +46,8 @@ from typing import Any
 
 from agent.fields import Section, show
 from checks._mail import PLAIN, Failed, Stream, Tls, hostport, parse_tls, tls_context
-from checks.base import CheckResult, ErrorKind, ProbeContext
+from checks.base import ProbeContext
+from checks.result import CheckResult, ErrorKind
 
 _STEP_KEYS = ("send", "expect", "expect_regex", "starttls")
 

@@ -56,7 +56,8 @@ from typing import Final
 
 from agent.fields import Section
 from checks._x509 import Cert, fingerprint52, parse_cert
-from checks.base import CheckResult, ErrorKind, ProbeContext
+from checks.base import ProbeContext
+from checks.result import CheckResult, ErrorKind
 
 CLOSE_GRACE_S: Final = 1.0
 INSPECT_LIMIT_S: Final = 2.0

@@ -26,8 +26,9 @@ import pytest
 
 from agent.fields import Section
 from checks import dns as dnscheck
-from checks.base import CheckResult, ErrorKind, ProbeContext, run_with_deadline
+from checks.base import ProbeContext, run_with_deadline
 from checks.dns import DnsSpec, fingerprint
+from checks.result import CheckResult, ErrorKind
 
 pytestmark = pytest.mark.filterwarnings("error::ResourceWarning")
 

@@ -26,8 +26,9 @@ from agent.metrics import Metrics
 from agent.runner import Runner
 from agent.store.sqlite import Store
 from checks import heartbeat
-from checks.base import ErrorKind, ProbeContext, run_with_deadline
+from checks.base import ProbeContext, run_with_deadline
 from checks.heartbeat import HeartbeatSpec, verdict
+from checks.result import ErrorKind
 
 TOKEN = "s3cret-backup-token-0042"
 FILE_TOKEN = "another-token-from-a-file"

@@ -16,8 +16,9 @@ import pytest
 
 from agent.fields import Section
 from checks import host
-from checks.base import CheckResult, ErrorKind, ProbeContext, run_with_deadline
+from checks.base import ProbeContext, run_with_deadline
 from checks.host import Disk, DiskMin, HostSpec, Sample, assess
+from checks.result import CheckResult, ErrorKind
 
 GiB = 2**30
 #: Thresholds no machine crosses: the real-sample tests must not depend on this one's load.

@@ -27,8 +27,9 @@ from aiohttp import web
 
 from agent.fields import Section
 from checks import http
-from checks.base import CheckResult, ErrorKind, ProbeContext, run_with_deadline
+from checks.base import ProbeContext, run_with_deadline
 from checks.http import HttpSpec
+from checks.result import CheckResult, ErrorKind
 
 WELCOME = b"<html><h1>Welcome to the shop</h1></html>"
 DOC = {"status": "ok", "queue": {"depth": 12, "name": "orders"}, "items": [{"id": 7}, {"id": 0}],

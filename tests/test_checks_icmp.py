@@ -22,8 +22,9 @@ import pytest
 from agent.fields import Section
 from checks import icmp
 from checks._mail import Failed
-from checks.base import CheckResult, ErrorKind, ProbeContext, run_with_deadline
+from checks.base import ProbeContext, run_with_deadline
 from checks.icmp import IcmpSpec, assess
+from checks.result import CheckResult, ErrorKind
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -20,9 +20,10 @@ import trustme
 from agent.fields import Section
 from checks import imap, pop3
 from checks._mail import Endpoint, Tls
-from checks.base import CheckResult, ErrorKind, ProbeContext, run_with_deadline
+from checks.base import ProbeContext, run_with_deadline
 from checks.imap import ImapSpec
 from checks.pop3 import Pop3Spec
+from checks.result import CheckResult, ErrorKind
 from tests import dovecot as helper
 from tests.conftest import script
 from tests.dovecot import Dovecot, require_dovecot, running_dovecot

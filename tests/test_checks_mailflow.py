@@ -21,8 +21,9 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from agent.fields import Section
 from checks import mailflow
 from checks._mail import Endpoint, Tls
-from checks.base import CheckResult, ErrorKind, ProbeContext, run_with_deadline
+from checks.base import ProbeContext, run_with_deadline
 from checks.mailflow import MailflowSpec
+from checks.result import CheckResult, ErrorKind
 from tests.dovecot import Dovecot, running_dovecot
 
 pytestmark = pytest.mark.filterwarnings("error::ResourceWarning")

@@ -24,7 +24,8 @@ import trustme
 from agent.fields import Section
 from checks import tcp
 from checks._mail import Tls
-from checks.base import CheckResult, ErrorKind, ProbeContext, run_with_deadline
+from checks.base import ProbeContext, run_with_deadline
+from checks.result import CheckResult, ErrorKind
 from checks.tcp import Step, TcpSpec, script
 
 # An unclosed socket is collected with a ResourceWarning (StreamWriter.__del__ closes

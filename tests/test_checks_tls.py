@@ -28,7 +28,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from agent.fields import Section
 from checks import KINDS, tls
 from checks._x509 import cert_not_after, parse_cert
-from checks.base import CheckResult, ErrorKind, ProbeContext, run_with_deadline
+from checks.base import ProbeContext, run_with_deadline
+from checks.result import CheckResult, ErrorKind
 from checks.tls import TlsSpec
 
 # An unclosed socket is collected with a ResourceWarning: make it an error.

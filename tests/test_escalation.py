@@ -25,7 +25,7 @@ from agent.detect.outage import Health, Signal
 from agent.escalation import EscalationState, Page
 from agent.incidents import Incident, State
 from agent.policy import BusinessHours, Policy, Role, Rotation, Route, Step, Updates, Window
-from checks.base import ErrorKind
+from checks.result import ErrorKind
 
 LONDON = ZoneInfo("Europe/London")
 

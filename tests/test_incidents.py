@@ -5,7 +5,7 @@ from __future__ import annotations
 from agent import incidents
 from agent.detect.outage import Health, Signal
 from agent.incidents import State
-from checks.base import ErrorKind
+from checks.result import ErrorKind
 
 DOWN = Signal(Health.DOWN, "pos", 110.0, 100.0, "connection refused", ErrorKind.CONNECT)
 UP = Signal(Health.UP, "pos", 200.0, 100.0, "ok", None)

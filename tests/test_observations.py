@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from agent.detect.observations import ObsState, Rules, observe
-from checks.base import CheckResult
+from checks.result import CheckResult
 from tests.test_suppression import Clock, utc, world  # noqa: F401  (the fixture)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from agent.detect.outage import Health, OutageState, observe, restored_down
-from checks.base import CheckResult, ErrorKind
+from checks.result import CheckResult, ErrorKind
 
 OK = CheckResult(True, 0.01, "ok")
 FAIL = CheckResult(False, 0.0, "connection refused", ErrorKind.CONNECT)

@@ -17,7 +17,7 @@ from agent.metrics import Metrics
 from agent.policy import BusinessHours
 from agent.runner import Runner
 from agent.store.sqlite import Store
-from checks.base import CheckResult, ErrorKind
+from checks.result import CheckResult, ErrorKind
 
 LONDON = ZoneInfo("Europe/London")
 

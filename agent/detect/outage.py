@@ -18,7 +18,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, replace
 
-from checks.base import CheckResult, ErrorKind
+from checks.result import CheckResult, ErrorKind
 
 
 class Health(enum.StrEnum):

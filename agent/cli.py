@@ -73,8 +73,8 @@ def _run_loop(coro: Coroutine[Any, Any, None]) -> None:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from checks import KINDS
     from checks.base import ProbeContext, run_with_deadline
+    from checks.registry import KINDS
 
     cfg = _load(args.config)
     if cfg is None:

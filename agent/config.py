@@ -35,7 +35,7 @@ from agent.fields import (
     show,
     split_host_port,
 )
-from checks import KINDS
+from checks.registry import KINDS
 
 DEFAULT_LISTEN = "127.0.0.1:9847"
 SEVERITIES = ("critical", "high", "low")

@@ -31,7 +31,7 @@ from agent.incidents import Incident, State, TimelineEntry, Transition
 from agent.metrics import Metrics
 from agent.policy import Policy, Route, Step
 from agent.store.sqlite import OutboxMessage, Store
-from checks import KINDS
+from checks.registry import KINDS
 from notifiers import messages
 
 log = structlog.get_logger(__name__)

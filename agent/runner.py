@@ -29,7 +29,7 @@ from agent.detect.observations import ObsState
 from agent.detect.outage import Health, OutageState, Signal, observe, restored_down
 from agent.engine import Engine
 from agent.metrics import CheckMetrics, Metrics
-from checks import KINDS
+from checks.registry import KINDS
 from checks.result import CheckResult
 
 log = structlog.get_logger(__name__)

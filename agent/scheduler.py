@@ -24,8 +24,8 @@ from collections.abc import Callable, Sequence
 import structlog
 
 from agent.config import CheckConfig
-from checks import KINDS
 from checks.base import ProbeContext, run_with_deadline
+from checks.registry import KINDS
 from checks.result import CheckResult
 
 log = structlog.get_logger(__name__)

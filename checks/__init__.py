@@ -1,41 +1,11 @@
-"""The check kinds, one module each, registered in one table keyed by the config's `type`.
+"""The check kinds: one module per kind (http, tcp, tls, smtp, imap, pop3, mailflow,
+dns, icmp, heartbeat, host), plus their shared plumbing (the `_`-prefixed modules).
 
-Each kind supplies: `parse(section) -> Spec` (validates its own keys at load,
-unknown keys are errors), `probe(spec, ctx) -> CheckResult`, and
-`target(spec) -> str` (what a person reads in a message: the URL, host:port).
+Where things are:
+  checks/result.py    `CheckResult`, `ErrorKind`: light, what the pure core reads
+  checks/base.py      `ProbeContext`, `Probe`, `run_with_deadline`: running a probe
+  checks/registry.py  `KINDS`, `Kind`: the table keyed by the config's `type`
+
+This package's own import is light on purpose (it imports nothing): importing
+`checks.result` must not import every probe's libraries.
 """
-
-from __future__ import annotations
-
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
-
-from agent.fields import Section
-from checks import dns, heartbeat, host, http, icmp, imap, mailflow, pop3, smtp, tcp, tls
-from checks.base import Probe, ProbeContext
-from checks.result import CheckResult, ErrorKind
-
-
-@dataclass(frozen=True)
-class Kind:
-    parse: Callable[[Section], Any]
-    probe: Probe
-    target: Callable[[Any], str]
-
-
-KINDS: dict[str, Kind] = {
-    "http": Kind(http.parse, http.probe, http.target),
-    "tcp": Kind(tcp.parse, tcp.probe, tcp.target),
-    "tls": Kind(tls.parse, tls.probe, tls.target),
-    "smtp": Kind(smtp.parse, smtp.probe, smtp.target),
-    "imap": Kind(imap.parse, imap.probe, imap.target),
-    "pop3": Kind(pop3.parse, pop3.probe, pop3.target),
-    "mailflow": Kind(mailflow.parse, mailflow.probe, mailflow.target),
-    "dns": Kind(dns.parse, dns.probe, dns.target),
-    "icmp": Kind(icmp.parse, icmp.probe, icmp.target),
-    "heartbeat": Kind(heartbeat.parse, heartbeat.probe, heartbeat.target),
-    "host": Kind(host.parse, host.probe, host.target),
-}
-
-__all__ = ["KINDS", "CheckResult", "ErrorKind", "Kind", "Probe", "ProbeContext"]

@@ -26,9 +26,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from agent.fields import Section
-from checks import KINDS, tls
+from checks import tls
 from checks._x509 import cert_not_after, parse_cert
 from checks.base import ProbeContext, run_with_deadline
+from checks.registry import KINDS
 from checks.result import CheckResult, ErrorKind
 from checks.tls import TlsSpec
 

@@ -15,7 +15,7 @@ import pytest
 
 from agent.config import ConfigError, load
 from agent.fields import format_duration, parse_duration, show, split_host_port
-from checks import KINDS
+from checks.registry import KINDS
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = Path(__file__).resolve().parent / "configs"

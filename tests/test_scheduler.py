@@ -12,8 +12,8 @@ import pytest
 
 from agent.config import CheckConfig
 from agent.scheduler import Scheduler, next_due, next_slot, phase_offset
-from checks import KINDS, Kind
 from checks.base import ProbeContext
+from checks.registry import KINDS, Kind
 from checks.result import CheckResult, ErrorKind
 from tests.support import wait_for
 

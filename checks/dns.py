@@ -66,7 +66,7 @@ import dns.rdatatype
 import dns.reversename
 
 from agent.fields import Section, show, split_host_port
-from checks._mail import Failed, hostport
+from checks._net import Failed, hostport
 from checks.base import ProbeContext
 from checks.result import CheckResult, ErrorKind
 

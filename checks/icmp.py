@@ -48,7 +48,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from agent.fields import Section, format_duration, show
-from checks._mail import Failed
+from checks._net import Failed
 from checks.base import ProbeContext
 from checks.result import CheckResult, ErrorKind
 

@@ -52,7 +52,8 @@ from typing import Final, TypeVar
 
 from agent.fields import Section, parse_duration
 from checks import imap, smtp
-from checks._mail import Endpoint, Failed, Stream, connect
+from checks._mail import Endpoint, connect
+from checks._net import Failed, Stream
 from checks.base import ProbeContext
 from checks.result import CheckResult, ErrorKind
 

@@ -48,15 +48,13 @@ from typing import Final
 from agent.fields import Section
 from checks._mail import (
     Endpoint,
-    Failed,
-    Stream,
     converse,
     parse_endpoint,
     refuse_clear_password,
     secure,
-    show,
     wants_starttls,
 )
+from checks._net import Failed, Stream, show
 from checks.base import ProbeContext
 from checks.result import CheckResult, ErrorKind
 

@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent.fields import Section, show
-from checks._mail import PLAIN, Failed, Stream, Tls, hostport, parse_tls, tls_context
+from checks._net import PLAIN, Failed, Stream, Tls, hostport, parse_tls, tls_context
 from checks.base import ProbeContext
 from checks.result import CheckResult, ErrorKind
 

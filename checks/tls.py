@@ -46,20 +46,25 @@ Config keys:
 from __future__ import annotations
 
 import asyncio
-import functools
 import ipaddress
-import socket
 import ssl
 import time
 from dataclasses import dataclass
 from typing import Final
 
 from agent.fields import Section
+from checks._net import (
+    Failed,
+    close_writer,
+    hostport,
+    open_connection,
+    ssl_detail,
+    unverified_context,
+)
 from checks._x509 import Cert, fingerprint52, parse_cert
 from checks.base import ProbeContext
 from checks.result import CheckResult, ErrorKind
 
-CLOSE_GRACE_S: Final = 1.0
 INSPECT_LIMIT_S: Final = 2.0
 _DAY: Final = 86400.0
 # OpenSSL's X509_V_ERR_* codes that the reason explains with the certificate in hand.
@@ -99,23 +104,17 @@ def parse(sec: Section) -> TlsSpec:
 
 
 def target(spec: TlsSpec) -> str:
-    return _hostport(spec.host, spec.port)
-
-
-class _Failed(Exception):
-    def __init__(self, kind: ErrorKind, reason: str) -> None:
-        super().__init__(reason)
-        self.kind, self.reason = kind, reason
+    return hostport(spec.host, spec.port)
 
 
 async def probe(spec: TlsSpec, ctx: ProbeContext) -> CheckResult:
     """One handshake; every failing outcome is a `CheckResult`, see the module docstring."""
     started = time.perf_counter()
     observations: dict[str, float] = {}
-    context = ctx.ssl_context(spec.ca_file) if spec.verify else _inspect_only()
+    context = ctx.ssl_context(spec.ca_file) if spec.verify else unverified_context()
     try:
         der, version = await _handshake(spec, context, observations)
-    except _Failed as failed:
+    except Failed as failed:
         return CheckResult.failure(failed.kind, failed.reason, time.perf_counter() - started,
                                    observations)
     except ssl.SSLCertVerificationError as exc:
@@ -150,21 +149,11 @@ async def _handshake(spec: TlsSpec, context: ssl.SSLContext, observations: dict[
                      ) -> tuple[bytes, str]:
     """Connect, handshake, read the certificate, close: (DER certificate, TLS version).
 
-    Raises `_Failed`, or `ssl.SSLCertVerificationError` for the caller to explain.
+    Raises `Failed`, or `ssl.SSLCertVerificationError` for the caller to explain.
     """
     address = target(spec)
     started = time.perf_counter()
-    try:
-        # open_connection closes its socket itself when it fails or is cancelled.
-        _, writer = await asyncio.open_connection(spec.host, spec.port)
-    except socket.gaierror as exc:  # before OSError: gaierror is one
-        raise _Failed(ErrorKind.DNS, f"cannot resolve host {spec.host!r}: "
-                                     f"{exc.strerror or exc}") from None
-    except ConnectionRefusedError:
-        raise _Failed(ErrorKind.CONNECT, f"connection refused by {address}") from None
-    except OSError as exc:
-        raise _Failed(ErrorKind.CONNECT,
-                      f"cannot connect to {address}: {exc.strerror or exc}") from None
+    _, writer = await open_connection(spec.host, spec.port)
     observations["connect_s"] = time.perf_counter() - started
     handshaken = False
     try:
@@ -175,40 +164,18 @@ async def _handshake(spec: TlsSpec, context: ssl.SSLContext, observations: dict[
         obj = writer.get_extra_info("ssl_object")
         der = obj.getpeercert(binary_form=True) if isinstance(obj, ssl.SSLObject) else None
         if not der:
-            raise _Failed(ErrorKind.TLS, f"{address} sent no certificate")
+            raise Failed(ErrorKind.TLS, f"{address} sent no certificate")
         return der, str(obj.version())
     except ssl.SSLCertVerificationError:
         raise
     except ssl.SSLError as exc:
-        raise _Failed(ErrorKind.TLS, f"TLS handshake with {address} failed: "
-                                     f"{_ssl_detail(exc)}") from None
+        raise Failed(ErrorKind.TLS, f"TLS handshake with {address} failed: "
+                                    f"{_ssl_detail(exc)}") from None
     except OSError as exc:  # reset, or EOF, in the middle of the handshake
-        raise _Failed(ErrorKind.TLS, f"{address} closed the connection during the TLS "
-                                     f"handshake ({exc.strerror or type(exc).__name__})") from None
+        raise Failed(ErrorKind.TLS, f"{address} closed the connection during the TLS "
+                                    f"handshake ({exc.strerror or type(exc).__name__})") from None
     finally:
-        await _close(writer, graceful=handshaken)
-
-
-async def _close(writer: asyncio.StreamWriter, graceful: bool) -> None:
-    """Close without ever hanging: a TLS close waits for the peer's close_notify, bounded.
-
-    After a failed or cancelled handshake asyncio has closed the socket already; abort
-    makes sure, without waiting for anything.
-    """
-    if not graceful:
-        writer.transport.abort()
-        return
-    writer.close()
-    try:
-        async with asyncio.timeout(CLOSE_GRACE_S):
-            await writer.wait_closed()
-    except TimeoutError:
-        writer.transport.abort()
-    except asyncio.CancelledError:
-        writer.transport.abort()
-        raise
-    except OSError:
-        pass  # the peer reset first: closed either way
+        await close_writer(writer, graceful=handshaken)
 
 
 async def _not_trusted(spec: TlsSpec, exc: ssl.SSLCertVerificationError,
@@ -218,9 +185,9 @@ async def _not_trusted(spec: TlsSpec, exc: ssl.SSLCertVerificationError,
     cert: Cert | None = None
     try:
         async with asyncio.timeout(INSPECT_LIMIT_S):
-            der, _ = await _handshake(spec, _inspect_only(), {})
+            der, _ = await _handshake(spec, unverified_context(), {})
         cert = parse_cert(der)
-    except (_Failed, ssl.SSLError, ValueError, TimeoutError):
+    except (Failed, ssl.SSLError, ValueError, TimeoutError):
         pass
     if cert is None:
         return f"TLS certificate of {target(spec)} not trusted: {message}"
@@ -243,14 +210,6 @@ def _observe(cert: Cert, observations: dict[str, float]) -> None:
     observations["cert_fingerprint"] = fingerprint52(cert.public_key)
 
 
-@functools.cache
-def _inspect_only() -> ssl.SSLContext:
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    return context
-
-
 def _expired(cert: Cert, now: float) -> str:
     ago = int((now - cert.not_after) // _DAY)
     when = "less than a day ago" if ago == 0 else f"{ago} day{'s' * (ago != 1)} ago"
@@ -267,18 +226,11 @@ def _date(ts: float) -> str:
 
 
 def _ssl_detail(err: ssl.SSLError) -> str:
-    # str(SSLError) carries OpenSSL noise ("[SSL: X] x (_ssl.c:1000)").
-    if not err.reason:
-        return err.strerror or type(err).__name__
-    detail = err.reason.lower().replace("_", " ")
+    detail = ssl_detail(err)
     if err.reason in ("WRONG_VERSION_NUMBER", "UNKNOWN_PROTOCOL", "RECORD_LAYER_FAILURE",
                       "PACKET_LENGTH_TOO_LONG", "HTTP_REQUEST"):
         detail += " (the server does not speak TLS on this port)"
     return detail
-
-
-def _hostport(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _is_ip(text: str) -> bool:

@@ -21,7 +21,7 @@ import pytest
 
 from agent.fields import Section
 from checks import icmp
-from checks._mail import Failed
+from checks._net import Failed
 from checks.base import ProbeContext, run_with_deadline
 from checks.icmp import IcmpSpec, assess
 from checks.result import CheckResult, ErrorKind

@@ -19,7 +19,8 @@ import trustme
 
 from agent.fields import Section
 from checks import imap, pop3
-from checks._mail import Endpoint, Tls
+from checks._mail import Endpoint
+from checks._net import Tls
 from checks.base import ProbeContext, run_with_deadline
 from checks.imap import ImapSpec
 from checks.pop3 import Pop3Spec

@@ -20,7 +20,8 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from agent.fields import Section
 from checks import mailflow
-from checks._mail import Endpoint, Tls
+from checks._mail import Endpoint
+from checks._net import Tls
 from checks.base import ProbeContext, run_with_deadline
 from checks.mailflow import MailflowSpec
 from checks.result import CheckResult, ErrorKind

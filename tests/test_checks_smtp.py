@@ -23,7 +23,8 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from agent.fields import Section
 from checks import smtp
-from checks._mail import Endpoint, Tls
+from checks._mail import Endpoint
+from checks._net import Tls
 from checks.base import ProbeContext, run_with_deadline
 from checks.result import CheckResult, ErrorKind
 from checks.smtp import SmtpSpec

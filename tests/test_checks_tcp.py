@@ -23,7 +23,7 @@ import trustme
 
 from agent.fields import Section
 from checks import tcp
-from checks._mail import Tls
+from checks._net import Tls
 from checks.base import ProbeContext, run_with_deadline
 from checks.result import CheckResult, ErrorKind
 from checks.tcp import Step, TcpSpec, script

@@ -27,6 +27,7 @@ from aiohttp import web
 
 from agent.fields import Section
 from checks import http
+from checks._httpjson import Condition
 from checks.base import ProbeContext, run_with_deadline
 from checks.http import HttpSpec
 from checks.result import CheckResult, ErrorKind
@@ -506,7 +507,7 @@ async def test_regex(base: str, ctx: ProbeContext) -> None:
 # --- JSON conditions ----------------------------------------------------------------------
 
 
-def conditions(*texts: str) -> tuple[http.Condition, ...]:
+def conditions(*texts: str) -> tuple[Condition, ...]:
     errors: list[str] = []
     sec = Section({"url": "http://a/", "json": list(texts)}, "checks[0]", errors, Path())
     spec = http.parse(sec)
@@ -729,7 +730,7 @@ def test_parse_every_key(tmp_path: Path) -> None:
         "https://shop.example/api", "POST", (("X-Probe", "1"),),
         frozenset({200, *range(300, 400)}), "Welcome", 2.0, True, str(tmp_path / "ca.pem"),
         False, 65536, b'{"ping": 1}', "application/json; charset=utf-8", "Fatal",
-        re.compile(rb"v\d+"), (http.Condition('$.status == "ok"', ("status",), "==", "ok"),),
+        re.compile(rb"v\d+"), (Condition('$.status == "ok"', ("status",), "==", "ok"),),
         "alice", PASSWORD, None, True, True, (re.compile(rb"csrf=\w+"),))
     assert parse({"expect_status": 204}, tmp_path)[0].expect_status == {204}
     assert parse({"expect_status": "2XX"}, tmp_path)[0].expect_status == set(range(200, 300))

@@ -20,11 +20,11 @@ probe only reads that time and judges it with `verdict`, a pure function of the 
 - A missed heartbeat is an outage: an `assertion` failure, "no heartbeat since 03:12
   (expected every 24h, grace 5m)".
 - Before the first ping the agent knows nothing of earlier ones: pings are kept in
-  memory only and not across restarts (not needed yet). So a check fails only once
-  `period + grace` has passed, without a ping, since onwatch began watching it — the
-  first run of the probe, right after the agent starts. A restart thus gives every
-  heartbeat a fresh period; an outage already open stays open in the store until the
-  check recovers.
+  memory only (the ProbeContext), not in the store, so not across restarts. So a check
+  fails only once `period + grace` has passed, without a ping, since onwatch began
+  watching it — the first run of the probe, right after the agent starts. A restart
+  thus gives every heartbeat a fresh period; an outage already open stays open in the
+  store until the check recovers.
 - The probe needs its own check name, which the config reader reads before `parse`;
   `parse` takes it from the section's raw table.
 
@@ -44,7 +44,6 @@ from checks.base import ProbeContext
 from checks.result import CheckResult, ErrorKind
 
 MIN_TOKEN: Final = 16
-#: Not yet a field of ProbeContext: the time onwatch began watching each heartbeat check.
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,14 +91,11 @@ def authorized(spec: HeartbeatSpec, token: str | None) -> bool:
     return hmac.compare_digest(token.encode(), spec.token.encode())
 
 
-def _watch_since(ctx: ProbeContext) -> dict[str, float]:
-    return ctx.heartbeat_watch_since
-
-
 async def probe(spec: HeartbeatSpec, ctx: ProbeContext) -> CheckResult:
-    """Judges the last ping the web handler recorded; no I/O."""
+    """Judges the last ping the web handler recorded; no I/O. The first run notes in
+    `ctx.heartbeat_watch_since` when onwatch began watching (see the module docstring)."""
     now = time.time()
-    since = _watch_since(ctx).setdefault(spec.name, now)
+    since = ctx.heartbeat_watch_since.setdefault(spec.name, now)
     ok, reason, observations = verdict(ctx.heartbeats.get(spec.name), since, now,
                                        spec.period, spec.grace)
     if ok:

@@ -29,7 +29,8 @@ Observations. Per watched path, keyed "<name>:<path>" — the name is a metric-l
 the path a label value taken from the config, so the set of keys is bounded:
   disk_free_ratio:/var, disk_free_bytes:/var, and from the second run on
   disk_fill_rate_bytes_per_s:/var (bytes per second taken since the previous run; the
-  previous sample is kept in the ProbeContext, per path; negative when space was freed).
+  previous sample is kept per path in `ctx.kind_state["host"]`, runtime memory only;
+  negative when space was freed).
 Host-wide: memory_used_ratio, swap_used_ratio, load5_per_core, and from the second run
 on cpu_percent (the whole machine, since the previous run). The agent's own: own_rss_mb,
 and from the second run on own_cpu_percent (100 = one core).
@@ -56,7 +57,6 @@ from checks.result import CheckResult, ErrorKind
 MAX_OUTPUT: Final = 64 * 1024
 MAX_SHOWN: Final = 5  # failing items quoted in one reason
 _UNIT: Final = re.compile(r"^[A-Za-z0-9:_.@\\-]+$")
-#: Not yet a field of ProbeContext: the previous samples, for rates.
 _ACTIVE: Final = frozenset({"active", "reloading"})
 
 
@@ -108,8 +108,6 @@ def parse(sec: Section) -> HostSpec:
     return HostSpec(disks, disk_min, memory, swap, load, processes, units)
 
 
-
-
 def target(spec: HostSpec) -> str:
     return "this host"
 
@@ -138,7 +136,7 @@ class Sample:
 
 
 class _State:
-    """What the next run needs from this one; lives in the ProbeContext."""
+    """What the next run needs from this one; lives in `ctx.kind_state["host"]`."""
 
     def __init__(self) -> None:
         self.disks: dict[str, tuple[float, int]] = {}  # path -> (monotonic time, used bytes)

@@ -151,7 +151,7 @@ async def test_probe_never_pinged_fails_after_period_and_grace_since_watching() 
     ctx = ProbeContext()
     spec = HeartbeatSpec("backup", period=3600, grace=600, token=TOKEN)
     assert (await heartbeat.probe(spec, ctx)).ok  # watching starts at the first run
-    heartbeat._watch_since(ctx)["backup"] -= 3600 + 601  # as if that were 70 minutes ago
+    ctx.heartbeat_watch_since["backup"] -= 3600 + 601  # as if that were 70 minutes ago
     result = await heartbeat.probe(spec, ctx)
     assert result.error_kind is ErrorKind.ASSERTION
     assert result.reason.startswith("no heartbeat since onwatch began watching at ")

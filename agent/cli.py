@@ -231,7 +231,8 @@ def cmd_declare(args: argparse.Namespace) -> int:
 
 def cmd_test_notify(args: argparse.Namespace) -> int:
     """Send a test message through every channel of a contact; print each outcome."""
-    from notifiers import Message, deliver
+    from notifiers.channels import Message
+    from notifiers.delivery import deliver
 
     cfg = _load(args.config)
     if cfg is None:

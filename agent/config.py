@@ -69,7 +69,7 @@ class AgentConfig:
 @dataclass(frozen=True)
 class Contact:
     name: str
-    #: Apprise URLs, secrets expanded. Never log these; log `notifiers.redact(url)`.
+    #: Apprise URLs, secrets expanded. Never log these; log `notifiers.delivery.redact(url)`.
     urls: tuple[str, ...]
     #: True: the URLs are alternatives in order (stop at the first that accepts);
     #: False (`mode = "all"`): every URL gets every message.
@@ -286,7 +286,7 @@ def _urls_file(sec: Section) -> list[str]:
 def _check_apprise(sec: Section, key: str, url: str, where: str = "") -> bool:
     # Imported here: Apprise loads its plugin table on first use (~100 ms), which
     # `onwatch validate` on a config with no contacts should not pay.
-    from notifiers import apprise_url_problem
+    from notifiers.delivery import apprise_url_problem
 
     try:
         problem = apprise_url_problem(url)

@@ -35,7 +35,8 @@ from agent.incidents import TimelineEntry
 from agent.metrics import Metrics
 from agent.store.sqlite import OutboxMessage, Store
 from agent.storm import StormGate, StormPolicy, bundle
-from notifiers import ChannelResult, Message, deliver, redact_short
+from notifiers.channels import ChannelResult, Message
+from notifiers.delivery import deliver, redact_short
 from notifiers.messages import PAGING_EVENTS
 
 log = structlog.get_logger(__name__)

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from agent.store.sqlite import OutboxMessage
-from notifiers import Message
+from notifiers.channels import Message
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from zoneinfo import ZoneInfo
 
 from agent.incidents import Incident
-from notifiers import Message
+from notifiers.channels import Message
 
 #: Events that ask somebody to act, and so carry an acknowledgement link.
 PAGING_EVENTS = frozenset({"page", "repeat", "ack_expired", "resolve_timeout"})

@@ -30,7 +30,8 @@ from agent.escalation import EscalationState, Page
 from agent.incidents import Incident, State, TimelineEntry, Transition
 from agent.metrics import Metrics
 from agent.policy import Policy, Route, Step
-from agent.store.sqlite import OutboxMessage, Store
+from agent.store.records import OutboxMessage
+from agent.store.sqlite import Store
 from checks.registry import KINDS
 from notifiers import messages
 

@@ -33,7 +33,8 @@ from agent.config import Contact
 from agent.config_notify import DeliveryPolicy
 from agent.incidents import TimelineEntry
 from agent.metrics import Metrics
-from agent.store.sqlite import OutboxMessage, Store
+from agent.store.records import OutboxMessage
+from agent.store.sqlite import Store
 from agent.storm import StormGate, StormPolicy, bundle
 from notifiers.channels import ChannelResult, Message
 from notifiers.delivery import deliver, redact_short

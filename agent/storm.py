@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from agent.store.sqlite import OutboxMessage
+from agent.store.records import OutboxMessage
 from notifiers.channels import Message
 
 

@@ -15,7 +15,8 @@ from agent.config import Contact
 from agent.config_notify import DeliveryPolicy
 from agent.metrics import Metrics
 from agent.outbox import Dispatcher, backoff
-from agent.store.sqlite import OutboxMessage, Store
+from agent.store.records import OutboxMessage
+from agent.store.sqlite import Store
 from tests.support import Receiver, wait_for
 from tests.test_store import incident
 

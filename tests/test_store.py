@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from agent.incidents import Incident, State, TimelineEntry
-from agent.store.sqlite import OutboxMessage, Store, StoreError
+from agent.store.records import OutboxMessage
+from agent.store.sqlite import Store, StoreError
 
 
 def incident(i: int = 1, state: State = State.OPEN) -> Incident:

@@ -9,7 +9,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from agent.store.sqlite import OutboxMessage
+from agent.store.records import OutboxMessage
 from agent.storm import StormGate, StormPolicy, bundle
 from tests.support import Receiver, start_agent, wait_for
 

@@ -17,11 +17,11 @@ import json
 import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from agent.incidents import Incident, State, TimelineEntry
+from agent.store.records import OutboxMessage
 
 SCHEMA_VERSION = 1
 _SCHEMA = """
@@ -85,26 +85,6 @@ CREATE TABLE IF NOT EXISTS maintenance (
 
 class StoreError(Exception):
     """The state directory or database cannot be used; the message names it."""
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxMessage:
-    id: str
-    incident_id: int | None
-    contact: str
-    event: str
-    title: str
-    body: str
-    created_at: float
-    next_attempt_at: float
-    attempts: int = 0
-    status: str = "due"  # due, delivered, failed
-    delivered_at: float | None = None
-    last_error: str | None = None
-    #: The one-line form for SMS-like channels.
-    short: str = ""
-    #: JSON list of redacted channels that failed permanently: not tried again.
-    dead_channels: str = "[]"
 
 
 class Store:

@@ -1,0 +1,31 @@
+"""The store's record types that the pure core reads too: `OutboxMessage`, one
+notification due (or done) for one contact.
+
+Kept apart from the SQLite module so that pure modules (storm bundling) can take
+these records without importing sqlite3; each store backend builds them from its
+rows (`OutboxMessage(**row)`: the field names are the outbox table's columns).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxMessage:
+    id: str
+    incident_id: int | None
+    contact: str
+    event: str
+    title: str
+    body: str
+    created_at: float
+    next_attempt_at: float
+    attempts: int = 0
+    status: str = "due"  # due, delivered, failed
+    delivered_at: float | None = None
+    last_error: str | None = None
+    #: The one-line form for SMS-like channels.
+    short: str = ""
+    #: JSON list of redacted channels that failed permanently: not tried again.
+    dead_channels: str = "[]"

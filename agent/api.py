@@ -22,6 +22,7 @@ from agent import links
 from agent.engine import ActionError, Engine
 from agent.fields import parse_duration
 from agent.incidents import Incident
+from agent.vocab import SEVERITIES, Severity, Via
 
 ENGINE_KEY = web.AppKey("engine", Engine)
 TOKEN_KEY = web.AppKey("api_token", str)
@@ -90,11 +91,11 @@ async def ack_post(request: web.Request) -> web.Response:
         return claims
     engine = request.app[ENGINE_KEY]
     try:
-        inc = engine.acknowledge(claims.incident_id, by=claims.recipient, via="link")
+        inc = engine.acknowledge(claims.incident_id, by=claims.recipient, via=Via.LINK)
     except ActionError as exc:
         current = engine.store.incident(claims.incident_id)
         if current is None:
-            return _page("Unknown incident", f"<p>{html.escape(str(exc))}.</p>", 404)
+            return _page("Unknown incident", f"<p>{html.escape(str(exc))}.</p>", exc.status)
         return _page("Already handled", _describe(current) + _done(current), 409)
     return _page("Acknowledged", _describe(inc) + "<p>Thank you. Escalation has stopped; "
                  "resolve the incident when it is fixed.</p>")
@@ -176,7 +177,7 @@ async def api_act(request: web.Request) -> web.Response:
     by = _text(body, "by", "api") or "api"
     try:
         if action == "ack":
-            inc = engine.acknowledge(incident_id, by=by, via=_text(body, "via", "api") or "api")
+            inc = engine.acknowledge(incident_id, by=by, via=_via(body))
         elif action == "resolve":
             inc = engine.resolve(incident_id, by=by, cause=_text(body, "cause"),
                                  fix=_text(body, "fix"))
@@ -189,9 +190,17 @@ async def api_act(request: web.Request) -> web.Response:
             assert found is not None
             inc = found
     except ActionError as exc:
-        status = 404 if str(exc).startswith("no incident") else 409
-        return web.json_response({"error": str(exc)}, status=status)
+        return web.json_response({"error": str(exc)}, status=exc.status)
     return web.json_response(incident_json(inc))
+
+
+def _via(body: dict[str, Any]) -> Via:
+    """How an API call was made: the API, or the CLI (which is an API client).
+
+    A caller cannot claim another way (a link, a reply): those are recorded by
+    the handlers that verify them.
+    """
+    return Via.CLI if _text(body, "via", "api") == Via.CLI else Via.API
 
 
 async def api_declare(request: web.Request) -> web.Response:
@@ -201,14 +210,15 @@ async def api_declare(request: web.Request) -> web.Response:
     severity = _text(body, "severity", "high")
     if not title:
         return web.json_response({"error": "title is required"}, status=400)
-    if severity not in ("critical", "high", "low"):
-        return web.json_response({"error": "severity must be critical, high or low"}, status=400)
+    if severity not in SEVERITIES:
+        return web.json_response(
+            {"error": f"severity must be one of {', '.join(SEVERITIES)}"}, status=400)
     try:
-        inc = engine.declare(title=title, severity=severity,
+        inc = engine.declare(title=title, severity=Severity(severity),
                              policy=_text(body, "policy") or None,
                              by=_text(body, "by", "api") or "api", reason=_text(body, "reason"))
     except ActionError as exc:
-        return web.json_response({"error": str(exc)}, status=400)
+        return web.json_response({"error": str(exc)}, status=exc.status)
     return web.json_response(incident_json(inc), status=201)
 
 
@@ -243,5 +253,5 @@ async def api_maintenance_end(request: web.Request) -> web.Response:
     try:
         engine.end_maintenance(int(request.match_info["id"]), by="api")
     except ActionError as exc:
-        return web.json_response({"error": str(exc)}, status=404)
+        return web.json_response({"error": str(exc)}, status=exc.status)
     return web.json_response({"ended": True})

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from agent import config as configmod
 from agent.config import Config, ConfigError
+from agent.vocab import SEVERITIES, Severity
 
 if TYPE_CHECKING:
     from agent.store.sqlite import Store
@@ -332,7 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_note)
     sp = with_config("declare", "open an incident by hand (what no check can see)")
     sp.add_argument("--title", required=True)
-    sp.add_argument("--severity", choices=("critical", "high", "low"), default="high")
+    sp.add_argument("--severity", choices=SEVERITIES, default=Severity.HIGH)
     sp.add_argument("--policy")
     sp.add_argument("--reason", default="")
     sp.add_argument("--by")

@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo
 
 from agent import config_detect, config_escalation, config_notify
 from agent.config_notify import DeliveryPolicy
-from agent.detect.maintenance import Window
+from agent.detect.maintenance import MaintenanceWindow
 from agent.fields import (
     Section,
     expand_secret,
@@ -35,10 +35,10 @@ from agent.fields import (
     show,
     split_host_port,
 )
+from agent.vocab import SEVERITIES, Severity
 from checks.registry import KINDS
 
 DEFAULT_LISTEN = "127.0.0.1:9847"
-SEVERITIES = ("critical", "high", "low")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _TOML_AT = re.compile(r"\s*\(at (?:line (\d+), column (\d+)|end of document)\)$")
 
@@ -89,7 +89,7 @@ class CheckConfig:
     #: Delay between the quick re-checks that confirm a failure or a recovery.
     recheck_interval: float
     contacts: tuple[str, ...]
-    severity: str
+    severity: Severity
     description: str
     spec: Any
     #: Escalation policy name; None: page `contacts` once (a one-step policy).
@@ -119,7 +119,7 @@ class Config:
     #: [templates] overrides: "<event>", "<event>_title", "<event>_sms" -> text.
     templates: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     #: Maintenance windows from the config (more are opened at run time, in the store).
-    maintenance: tuple[Window, ...] = ()
+    maintenance: tuple[MaintenanceWindow, ...] = ()
 
     def check(self, name: str) -> CheckConfig | None:
         return next((c for c in self.checks if c.name == name), None)
@@ -307,7 +307,7 @@ class _Defaults:
     recover: int
     recheck: float
     contacts: tuple[str, ...]
-    severity: str
+    severity: Severity
     policy: str | None
 
 
@@ -326,7 +326,7 @@ def _defaults(d: Section, contacts: Mapping[str, Contact],
     recheck = d.duration("recheck_interval", 2.0)
     names = d.string_list("contacts")
     _check_contacts(d, names, contacts)
-    severity = d.choice("severity", SEVERITIES, "high")
+    severity = Severity(d.choice("severity", SEVERITIES, "high"))
     policy = d.optional_string("policy")
     _check_policy(d, policy, esc)
     return _Defaults(interval, timeout, times_ok, confirm, recover, recheck, names, severity,
@@ -368,7 +368,7 @@ def _checks(root: Section, defaults: Section, contacts: Mapping[str, Contact],
         check_contacts = sec.string_list("contacts", d.contacts)
         if sec.has("contacts"):  # inherited ones were checked once, in [defaults]
             _check_contacts(sec, check_contacts, contacts)
-        severity = sec.choice("severity", SEVERITIES, d.severity)
+        severity = Severity(sec.choice("severity", SEVERITIES, d.severity))
         policy = sec.optional_string("policy") if sec.has("policy") else d.policy
         if sec.has("policy"):
             _check_policy(sec, policy, esc)

@@ -12,10 +12,9 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from agent.config_escalation import _windows
-from agent.detect.maintenance import Window
+from agent.detect.maintenance import MaintenanceWindow
 from agent.fields import Section, show
-from agent.policy import BusinessHours
+from agent.policy import BusinessHours, parse_openings
 
 
 class _Check(Protocol):
@@ -28,10 +27,10 @@ class _Check(Protocol):
 
 
 def maintenance(raw: list[Any], root: Section, tz: ZoneInfo, checks: Sequence[_Check]
-                ) -> tuple[Window, ...]:
+                ) -> tuple[MaintenanceWindow, ...]:
     names = {c.name for c in checks}
     tags = {t for c in checks for t in c.tags}
-    out: list[Window] = []
+    out: list[MaintenanceWindow] = []
     for i, item in enumerate(raw):
         if not isinstance(item, dict):
             root.error(f"maintenance[{i}]", f"must be a table, got {show(item)}")
@@ -55,12 +54,12 @@ def maintenance(raw: list[Any], root: Section, tz: ZoneInfo, checks: Sequence[_C
         if weekly_text:
             windows = []
             for j, text in enumerate(weekly_text):
-                got = _windows(text.strip().lower())
+                got = parse_openings(text.strip().lower())
                 if got is None:
                     sec.error(f"weekly[{j}]", 'must read like "sun 02:00-04:00", '
                                               f"got {show(text)}")
                 windows += got or []
-            out.append(Window(f"config:{i}", frozenset(w_checks), frozenset(w_tags),
+            out.append(MaintenanceWindow(f"config:{i}", frozenset(w_checks), frozenset(w_tags),
                               weekly=BusinessHours(tz, tuple(windows)), reason=reason))
         elif start_text is not None:
             start = _local(sec, "start", start_text, tz)
@@ -71,7 +70,7 @@ def maintenance(raw: list[Any], root: Section, tz: ZoneInfo, checks: Sequence[_C
                 end = None if start is None else start + sec.duration("duration", 3600.0)
             if start is not None and end is not None and end <= start:
                 sec.error("end", "must be after start")
-            out.append(Window(f"config:{i}", frozenset(w_checks), frozenset(w_tags),
+            out.append(MaintenanceWindow(f"config:{i}", frozenset(w_checks), frozenset(w_tags),
                               start, end, reason=reason))
         else:
             sec.error(None, 'needs weekly = ["sun 02:00-04:00"] or start = "2026-12-01 22:00"')

@@ -9,7 +9,6 @@ from 1 where a person refers to them (`resolve_escalate_to = 3`).
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -18,20 +17,18 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from agent.fields import Section, show
 from agent.policy import (
     AT_END,
-    WEEKDAYS,
     WHEN,
     BusinessHours,
+    EscalationStep,
+    Opening,
     Policy,
     Role,
     Rotation,
     Route,
-    Step,
     Updates,
-    Window,
+    parse_openings,
 )
-
-_HOURS = re.compile(r"(?P<days>[a-z,-]+)\s+(?P<start>\d{1,2}:\d{2})-(?P<end>\d{1,2}:\d{2})")
-SEVERITIES = ("critical", "high", "low")
+from agent.vocab import SEVERITIES, Severity
 
 Named = Callable[[Any, str, int], "tuple[Section, str] | None"]
 
@@ -88,9 +85,9 @@ def _hours(root: Section, tz: ZoneInfo) -> BusinessHours | None:
         root.error("business_hours", f"must be a table, got {show(raw)}")
         return None
     sec = Section(raw, "business_hours", root.errors, root.base_dir)
-    windows: list[Window] = []
+    windows: list[Opening] = []
     for j, text in enumerate(sec.string_list("hours")):
-        parsed = _windows(text.strip().lower())
+        parsed = parse_openings(text.strip().lower())
         if parsed is None:
             sec.error(f"hours[{j}]", 'must read like "mon-fri 09:00-17:30" or "sat,sun 10:00-14:00"'
                                      f", got {show(text)}")
@@ -105,28 +102,6 @@ def _hours(root: Section, tz: ZoneInfo) -> BusinessHours | None:
         sec.error("hours", 'at least one window is needed, e.g. ["mon-fri 09:00-17:30"]')
     sec.finish()
     return BusinessHours(tz, tuple(windows), frozenset(holidays))
-
-
-def _windows(text: str) -> list[Window] | None:
-    m = _HOURS.fullmatch(text)
-    if m is None:
-        return None
-    start, end = _minutes(m["start"]), _minutes(m["end"])
-    if start is None or end is None or end <= start:
-        return None
-    days: list[int] = []
-    for part in m["days"].split(","):
-        lo, _, hi = part.partition("-")
-        if lo not in WEEKDAYS or (hi and hi not in WEEKDAYS):
-            return None
-        a, b = WEEKDAYS.index(lo), WEEKDAYS.index(hi or lo)
-        days += range(a, b + 1) if a <= b else [*range(a, 7), *range(0, b + 1)]
-    return [Window(d, start, end) for d in days]
-
-
-def _minutes(hhmm: str) -> int | None:
-    h, m = (int(x) for x in hhmm.split(":"))
-    return h * 60 + m if (h < 24 and m < 60) or (h == 24 and m == 0) else None
 
 
 def _roles(raw: list[Any], named: Named, tz: ZoneInfo, contacts: Mapping[str, Any]
@@ -176,7 +151,7 @@ def _rotation(parent: Section, raw: Any, tz: ZoneInfo, contacts: set[str]) -> Ro
 
 
 def _policy(sec: Section, name: str, targets: set[str], have_hours: bool) -> Policy:
-    steps: list[Step] = []
+    steps: list[EscalationStep] = []
     raw_steps = sec.value("steps", [])
     if not isinstance(raw_steps, list) or not raw_steps:
         sec.error("steps", "at least one [[policies.steps]] is needed")
@@ -195,7 +170,7 @@ def _policy(sec: Section, name: str, targets: set[str], have_hours: bool) -> Pol
         if when != "always" and not have_hours:
             st.error("when", f'"{when}" needs a [business_hours] table')
         st.finish()
-        steps.append(Step(after, notify, when))
+        steps.append(EscalationStep(after, notify, when))
     for j in range(1, len(steps)):
         if steps[j].after < steps[j - 1].after:
             sec.error(f"steps[{j}]", "after: steps must be in order of their `after` delays")
@@ -242,7 +217,7 @@ def _routes(raw: list[Any], root: Section, policies: Mapping[str, Policy], have_
             root.error(f"routes[{i}]", f"must be a table, got {show(item)}")
             continue
         sec = Section(item, f"routes[{i}]", root.errors, root.base_dir)
-        severity = sec.choice("severity", SEVERITIES, "high")
+        severity = Severity(sec.choice("severity", SEVERITIES, "high"))
         policy = sec.optional_string("policy")
         if policy is not None and policy not in policies:
             sec.error("policy", f"no policy named {show(policy)} (define it under [[policies]])")

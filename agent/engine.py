@@ -22,16 +22,19 @@ from dataclasses import dataclass, replace
 
 import structlog
 
-from agent import escalation, incidents, links
+from agent import escalation, incidents, links, triage
 from agent.calendar import resolve_targets
 from agent.config import CheckConfig, Config
-from agent.detect.maintenance import Window
+from agent.detect.maintenance import MaintenanceWindow
+from agent.detect.outage import Health
+from agent.detect.pipeline import CheckSignal, Held, OutageChange
 from agent.escalation import EscalationState, Page
 from agent.incidents import Incident, State, TimelineEntry, Transition
 from agent.metrics import Metrics
-from agent.policy import Policy, Route, Step
+from agent.policy import EscalationStep, Policy, Route
 from agent.store.records import OutboxMessage
 from agent.store.sqlite import Store
+from agent.vocab import PAGING_EVENTS, SEVERITIES, Change, Entry, IncidentKind, Severity, Via
 from checks.registry import KINDS
 from notifiers import messages
 
@@ -46,7 +49,31 @@ class Live:
 
 
 class ActionError(Exception):
-    """A person's action that cannot be done; the message says why (shown to them)."""
+    """A person's action that cannot be done; the message says why (shown to them).
+
+    Each subclass carries the HTTP status an API answer uses for it, so that no
+    caller chooses a status by reading the message.
+    """
+
+    status = 400
+
+
+class NotFound(ActionError):
+    """No such incident or maintenance window."""
+
+    status = 404
+
+
+class Conflict(ActionError):
+    """The incident is not in a state that allows it (already acknowledged, resolved)."""
+
+    status = 409
+
+
+class Invalid(ActionError):
+    """The request itself is wrong (no policy to page with, a bad value)."""
+
+    status = 400
 
 
 class Engine:
@@ -62,19 +89,22 @@ class Engine:
         self._wakeup = asyncio.Event()
         self._live: dict[int, Live] = {}
         self._stopping = False
-        self._windows: tuple[Window, ...] | None = None
+        self._windows: tuple[MaintenanceWindow, ...] | None = None
 
     # -- lookups ---------------------------------------------------------------
 
-    def open_for_check(self, check: str, kind: str = "outage") -> Incident | None:
+    def open_for_check(self, check: str, kind: IncidentKind = IncidentKind.OUTAGE
+                       ) -> Incident | None:
+        """The check's open incident of `kind`'s family (an outage that flaps counts)."""
         return next((lv.incident for lv in self._live.values()
-                     if lv.incident.check == check and lv.incident.kind == kind), None)
+                     if lv.incident.check == check and lv.incident.kind.family is kind.family),
+                    None)
 
-    def route(self, severity: str) -> Route | None:
+    def route(self, severity: Severity) -> Route | None:
         return next((r for r in self.config.escalation.routes if r.severity == severity), None)
 
-    def policy_name_for(self, check: CheckConfig | None, severity: str, asked: str | None = None
-                        ) -> str:
+    def policy_name_for(self, check: CheckConfig | None, severity: Severity,
+                        asked: str | None = None) -> str:
         route = self.route(severity)
         if asked:
             return asked
@@ -88,14 +118,14 @@ class Engine:
             return found
         check = self.config.check(inc.check) if inc.check else None
         # A check without a policy pages its contacts once; nothing escalates.
-        return Policy(name="", steps=(Step(0.0, check.contacts if check else ()),),
+        return Policy(name="", steps=(EscalationStep(0.0, check.contacts if check else ()),),
                       ack_timeout=None)
 
-    def runtime_windows(self, now: float) -> tuple[Window, ...]:
+    def runtime_windows(self, now: float) -> tuple[MaintenanceWindow, ...]:
         """Maintenance windows opened with the CLI or API (cached; changed through here)."""
         if self._windows is None:
             self._windows = tuple(
-                Window(f"manual:{w['id']}", frozenset(w["checks"]), frozenset(w["tags"]),
+                MaintenanceWindow(f"manual:{w['id']}", frozenset(w["checks"]), frozenset(w["tags"]),
                        w["start"], w["end"], reason=w["reason"])
                 for w in self.store.maintenance(now))
         return self._windows
@@ -115,9 +145,51 @@ class Engine:
         with self.store.tx():
             found = self.store.end_maintenance(window_id, self.clock())
         if not found:
-            raise ActionError(f"no current maintenance window #{window_id}")
+            raise NotFound(f"no current maintenance window #{window_id}")
         self._windows = None
         log.warning("maintenance_ended", window=window_id, by=by)
+
+    # -- what checks report ------------------------------------------------------
+
+    def on_check_signal(self, check: CheckConfig, signal: CheckSignal) -> Incident | None:
+        """The one way a check opens, updates or resolves its incidents."""
+        if isinstance(signal, Held):
+            self._held(check, signal)
+            return None
+        now, kind = self.clock(), triage.kind_of(signal)
+        current = self.open_for_check(check.name, kind)
+        latest = None
+        if (current is None and isinstance(signal, OutageChange)
+                and signal.signal.kind is Health.DOWN):
+            latest = self.store.latest_incident(check.name)  # may be reopened
+        policy = self.config.escalation.policies.get(
+            self.policy_name_for(check, check.severity))
+        ctx = triage.Context(check.name, check.severity, KINDS[check.type].target(check.spec),
+                             now, self.store.next_incident_id(),
+                             policy.reopen_window if policy else 0.0)
+        tr = triage.decide(signal, current, latest, ctx)
+        if tr is None:
+            return None
+        if tr.notify is Change.OPENED:
+            tr = replace(tr, incident=replace(
+                tr.incident, policy=self.policy_name_for(check, tr.incident.severity)))
+        inc = self.apply(tr)
+        if tr.notify is not None:
+            log.warning(f"incident_{tr.notify}", incident=inc.id, check=check.name,
+                        kind=str(inc.kind), reason=inc.reason, severity=str(inc.severity),
+                        signal=type(signal).__name__.lower())
+        return inc
+
+    def _held(self, check: CheckConfig, held: Held) -> None:
+        """A suppressed outage: noted on its parents' incidents, paged later if it lasts."""
+        log.warning("outage_suppressed", check=check.name, reason=held.signal.reason,
+                    why=held.why)
+        for parent in check.depends_on:
+            inc = self.open_for_check(parent)
+            if inc is not None:  # the child's outage becomes part of the parent's story
+                self.note(inc.id, by="onwatch",
+                          text=f"{check.name} is down too ({held.signal.reason}); it depends "
+                               f"on {parent}, so it is not paged separately")
 
     # -- transitions -----------------------------------------------------------
 
@@ -138,7 +210,7 @@ class Engine:
         entries: list[TimelineEntry] = list(tr.entries)
         pages: list[Page] = []
         wake: float | None = None
-        if tr.notify == "opened":
+        if tr.notify is Change.OPENED:
             # A reopened incident starts a fresh chain but keeps who was paged before,
             # so that everybody from the first episode hears the final resolution.
             before = self.store.escalation(inc.id) if prior is None else None
@@ -152,7 +224,7 @@ class Engine:
             inc, state = plan.incident, plan.state
             entries += plan.entries
             pages += plan.pages
-            if tr.notify == "acknowledged":
+            if tr.notify is Change.ACKNOWLEDGED:
                 pages += escalation.on_acknowledged(inc, state, now)
             wake = plan.wake_at
         elif state is not None:
@@ -167,12 +239,12 @@ class Engine:
         self._wakeup.set()
         return inc
 
-    def acknowledge(self, incident_id: int, *, by: str, via: str) -> Incident:
+    def acknowledge(self, incident_id: int, *, by: str, via: Via) -> Incident:
         inc = self._open_incident(incident_id)
         tr = incidents.acknowledge(inc, now=self.clock(), by=by, via=via)
         if tr is None:
-            raise ActionError(f"incident #{inc.id} was already acknowledged by "
-                              f"{inc.acknowledged_by}")
+            raise Conflict(f"incident #{inc.id} was already acknowledged by "
+                           f"{inc.acknowledged_by}")
         return self.apply(tr)
 
     def resolve(self, incident_id: int, *, by: str, cause: str, fix: str) -> Incident:
@@ -185,15 +257,15 @@ class Engine:
     def note(self, incident_id: int, *, by: str, text: str) -> None:
         inc = self.store.incident(incident_id)
         if inc is None:
-            raise ActionError(f"no incident #{incident_id}")
+            raise NotFound(f"no incident #{incident_id}")
         with self.store.tx():
             self.store.append(inc.id, [incidents.note(inc, now=self.clock(), by=by, text=text)])
 
-    def declare(self, *, title: str, severity: str, policy: str | None, by: str, reason: str
-                ) -> Incident:
+    def declare(self, *, title: str, severity: Severity, policy: str | None, by: str,
+                reason: str) -> Incident:
         name = self.policy_name_for(None, severity, policy)
         if name not in self.config.escalation.policies:
-            raise ActionError(
+            raise Invalid(
                 f"no policy {name!r} to page with; give one of "
                 f"{', '.join(sorted(self.config.escalation.policies)) or '(none configured)'}"
                 if name else "no policy to page with: give --policy or add a [[routes]] entry "
@@ -205,8 +277,7 @@ class Engine:
     def unreachable(self, incident_id: int, contact: str, event: str) -> None:
         """The outbox could reach `contact` on no channel: page the next step now."""
         live = self._live.get(incident_id)
-        if live is None or event not in messages.PAGING_EVENTS or live.incident.state \
-                is not State.OPEN:
+        if live is None or event not in PAGING_EVENTS or live.incident.state is not State.OPEN:
             return
         step = self.policy(live.incident).steps[max(live.state.step, 0)]
         targets = resolve_targets(step.notify, self.config.escalation.roles, self.clock())
@@ -214,7 +285,7 @@ class Engine:
             return  # an older step's message: the chain has moved on already
         with self.store.tx():
             self.store.append(incident_id, [TimelineEntry(
-                self.clock(), "contact_unreachable", "onwatch",
+                self.clock(), Entry.CONTACT_UNREACHABLE, "onwatch",
                 f"{contact} could not be reached on any channel: escalating now")])
         self.apply(Transition(live.incident, (), None),
                    escalation.unreachable(live.state, self.clock()))
@@ -225,8 +296,8 @@ class Engine:
             return live.incident
         inc = self.store.incident(incident_id)
         if inc is None:
-            raise ActionError(f"no incident #{incident_id}")
-        raise ActionError(f"incident #{incident_id} is already resolved"
+            raise NotFound(f"no incident #{incident_id}")
+        raise Conflict(f"incident #{incident_id} is already resolved"
                           + (f" (by {inc.resolved_by})" if inc.resolved_by else ""))
 
     # -- the timer loop ----------------------------------------------------------
@@ -255,7 +326,7 @@ class Engine:
                  entries: Sequence[TimelineEntry], pages: Sequence[Page], now: float) -> None:
         outgoing = [m for p in pages for m in self._messages(inc, p, now)]
         entries = [*entries, *(
-            TimelineEntry(now, "notification_queued", "onwatch",
+            TimelineEntry(now, Entry.NOTIFICATION_QUEUED, "onwatch",
                           f"{m.event} message queued for {m.contact}", {"message_id": m.id})
             for m in outgoing)]
         with self.store.tx():
@@ -276,7 +347,7 @@ class Engine:
         out = []
         for contact in page.contacts:
             link = None
-            if page.event in messages.PAGING_EVENTS and inc.state is State.OPEN:
+            if page.event in PAGING_EVENTS and inc.state is State.OPEN:
                 claims = links.Claims(inc.id, contact, "ack", int(now + links.DEFAULT_TTL))
                 link = f"{self.public_url}/ack/{links.sign(self.link_key, claims)}"
             msg_id = str(uuid.uuid4())
@@ -288,7 +359,7 @@ class Engine:
         return out
 
     def _count_open(self) -> None:
-        counts = dict.fromkeys(("critical", "high", "low"), 0)
+        counts = dict.fromkeys(SEVERITIES, 0)
         for lv in self._live.values():
             counts[lv.incident.severity] = counts.get(lv.incident.severity, 0) + 1
         for sev, n in counts.items():

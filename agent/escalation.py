@@ -69,6 +69,7 @@ from agent import incidents
 from agent.calendar import in_business_hours, next_opening, resolve_targets
 from agent.incidents import Incident, State, TimelineEntry
 from agent.policy import BusinessHours, Policy, Role, Route
+from agent.vocab import Entry, Event
 
 ACTOR = "onwatch"
 
@@ -119,8 +120,7 @@ class EscalationState:
 @dataclass(frozen=True, slots=True)
 class Page:
     contacts: tuple[str, ...]
-    #: page, repeat, update, resolve_timeout, ack_expired; resolved, acknowledged.
-    event: str
+    event: Event
     #: Step index, or -1 for updates and the resolution notice.
     step: int
     #: One line for the message and the timeline: "step 2 of 3 (ack timeout 15m passed)".
@@ -178,7 +178,7 @@ def on_resolved(incident: Incident, state: EscalationState, policy: Policy,
         return ()
     by = f" by {incident.resolved_by}" if incident.resolved_by else ""
     reason = f"resolved{by} after {_dur(now - incident.opened_at)}"
-    return (Page(tuple(who), "resolved", -1, reason),)
+    return (Page(tuple(who), Event.RESOLVED, -1, reason),)
 
 
 def on_acknowledged(incident: Incident, state: EscalationState, now: float
@@ -186,7 +186,7 @@ def on_acknowledged(incident: Incident, state: EscalationState, now: float
     others = tuple(c for c in state.paged if c != incident.acknowledged_by)
     if incident.state is not State.ACKNOWLEDGED or not others:
         return ()
-    return (Page(others, "acknowledged", state.step,
+    return (Page(others, Event.ACKNOWLEDGED, state.step,
                  f"acknowledged by {incident.acknowledged_by}"),)
 
 
@@ -225,7 +225,7 @@ class _Planner:
         if escalate <= self.now and escalate < expires:
             n, k = len(self.steps), p.resolve_escalate_to  # -1 = the last step
             k = min(max(k + n if k < 0 else k, 0), n - 1)
-            self._page(k, "resolve_timeout", f"acknowledged by {self.inc.acknowledged_by} "
+            self._page(k, Event.RESOLVE_TIMEOUT, f"acknowledged by {self.inc.acknowledged_by} "
                                              f"{_dur(self.now - at)} ago, not resolved")
             self.st, escalate = replace(self.st, resolve_escalated=True), inf
         if expires <= self.now:
@@ -247,7 +247,7 @@ class _Planner:
         self.st = replace(self.st, base=self.now - self.steps[max(k, 0)].after,
                           step_at=self.now if k >= 0 else None, repeats=0)
         if k >= 0:
-            self._page(k, "ack_expired", why)
+            self._page(k, Event.ACK_EXPIRED, why)
         else:
             self.hint = "acknowledgement expired"
 
@@ -325,20 +325,20 @@ class _Planner:
     def _log(self, what: str, k: int, due: float, cause: str, latest: float | None) -> None:
         n, p = len(self.steps), self.policy
         if what == "page" and due == latest:
-            self._page(k, "page", cause)
+            self._page(k, Event.PAGE, cause)
         elif what in ("page", "skip"):
             why = (f"passed over: it fell due {_dur(self.now - due)} ago and a later step is "
                    "due too; only the latest is paged" if what == "page" else
                    f"skipped: it pages only {self.steps[k].when.replace('_', ' ')}")
-            self._entry("step_skipped", f"step {k + 1} of {n} {why}", step=k, due_at=due,
+            self._entry(Entry.STEP_SKIPPED, f"step {k + 1} of {n} {why}", step=k, due_at=due,
                         cause="passed_over" if what == "page" else "when")
         elif what == "restart":
-            self._entry("chain_restarted", f"nobody acknowledged after step {n} of {n}: "
+            self._entry(Entry.CHAIN_RESTARTED, f"nobody acknowledged after step {n} of {n}: "
                         f"paging starts again from step 1 (restart {cause})", step=k)
         else:
             why = (f"restarted {p.max_restarts} times already" if p.at_end == "restart"
                    else "the policy says stop")
-            self._entry("end_of_chain", f"nobody acknowledged after the last step ({n} of {n})"
+            self._entry(Entry.END_OF_CHAIN, f"nobody acknowledged after the last step ({n} of {n})"
                         f": no more pages ({why})", step=k)
 
     def _repeat(self) -> None:
@@ -349,7 +349,7 @@ class _Planner:
         while done < p.repeat_max and st.step_at + (done + 1) * p.repeat_every <= now:
             done += 1
         if done > st.repeats:
-            self._page(st.step, "repeat", f"repeat {done} of {p.repeat_max}, not acknowledged")
+            self._page(st.step, Event.REPEAT, f"repeat {done} of {p.repeat_max}, not acknowledged")
             self.st = replace(self.st, repeats=done)
         if done < p.repeat_max:
             self.wakes.append(st.step_at + (done + 1) * p.repeat_every)
@@ -368,25 +368,25 @@ class _Planner:
                     f"still {self.inc.state.value} after {_dur(self.now - self.inc.opened_at)}")
             who = resolve_targets(u.notify, self.roles, self.now)
             if who:
-                self.pages.append(Page(who, "update", -1, f"stakeholder update: {what}"))
-                self._entry("stakeholder_update", f"update sent to {', '.join(who)}: {what}",
+                self.pages.append(Page(who, Event.UPDATE, -1, f"stakeholder update: {what}"))
+                self._entry(Entry.STAKEHOLDER_UPDATE, f"update sent to {', '.join(who)}: {what}",
                             contacts=list(who))
             last = self.now
             self.st = replace(self.st, last_update_at=last)
         if u.every is not None:
             self.wakes.append(last + u.every)
 
-    def _page(self, k: int, event: str, cause: str) -> None:
+    def _page(self, k: int, event: Event, cause: str) -> None:
         who = resolve_targets(self.steps[k].notify, self.roles, self.now)
         reason = f"step {k + 1} of {len(self.steps)} ({cause})"
         if who:
             self.pages.append(Page(who, event, k, reason))
             self.st = replace(self.st, paged=tuple(dict.fromkeys((*self.st.paged, *who))))
-        kind = "repeated" if event == "repeat" else "escalated"
+        kind = Entry.REPEATED if event is Event.REPEAT else Entry.ESCALATED
         self._entry(kind, f"paged {', '.join(who) or 'nobody (no contact resolved)'}: {reason}",
-                    step=k, event=event, contacts=list(who))
+                    step=k, event=str(event), contacts=list(who))
 
-    def _entry(self, kind: str, message: str, **data: Any) -> None:
+    def _entry(self, kind: Entry, message: str, **data: Any) -> None:
         self.entries.append(TimelineEntry(self.now, kind, ACTOR, message, data))
 
 
@@ -400,7 +400,7 @@ def _defer(incident: Incident, st: EscalationState, hours: BusinessHours, route:
                   step_at=None if st.step_at is None else st.step_at + shift,
                   last_update_at=None if st.last_update_at is None else st.last_update_at + shift)
     local = dt.datetime.fromtimestamp(opening, hours.tz).strftime("%a %d %b %H:%M %Z")
-    entry = TimelineEntry(now, "deferred", ACTOR,
+    entry = TimelineEntry(now, Entry.DEFERRED, ACTOR,
                           f"{route.severity} incidents page only in business hours: "
                           f"paging deferred until {local}", {"until": opening})
     return Plan(new, incident, (), (entry,), opening)

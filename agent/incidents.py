@@ -1,13 +1,15 @@
 """The incident state machine. Pure: the time and the new id are arguments.
 
-`on_signal(current, signal, check, now, new_id)` decides what a detection
-signal does to the check's incident: a DOWN signal opens one (never a second
-while one is open: dedupe), an UP signal resolves the open one. Every
-transition returns the timeline entries to append and the event to notify,
-so the runner can persist all of it in one transaction before acting.
+`on_signal(current, signal, severity=, target=, now=, new_id=, reopen_window=)`
+decides what an outage signal does to the check's latest incident: a DOWN
+signal opens one (never a second while one is open: dedupe) or reopens a
+recent one, an UP signal resolves the open one. Every function returns a
+`Transition`: the incident as it becomes, the timeline entries to append and
+the `Change` to tell the planner, so that the engine persists all of it in one
+transaction before acting.
 
-States: open -> acknowledged -> resolved. Acknowledgement, reopen and manual
-incidents are driven by the escalation layer and reuse `TimelineEntry`.
+States: open -> acknowledged -> resolved (an acknowledgement may lapse back to
+open). Words come from `agent.vocab`; nothing here parses text.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from agent.detect.outage import Health, Signal
+from agent.vocab import Change, Entry, IncidentKind, Severity, Via
 
 
 class State(enum.StrEnum):
@@ -29,7 +32,7 @@ class State(enum.StrEnum):
 @dataclass(frozen=True, slots=True)
 class TimelineEntry:
     at: float
-    kind: str  # opened, notified, delivery, resolved, note, ...
+    kind: Entry
     actor: str  # "onwatch" for the agent itself, else a person or channel
     message: str
     data: Mapping[str, Any] = field(default_factory=dict)
@@ -40,7 +43,7 @@ class Incident:
     id: int
     check: str | None
     title: str
-    severity: str
+    severity: Severity
     state: State
     reason: str
     opened_at: float
@@ -52,9 +55,8 @@ class Incident:
     resolved_by: str | None = None
     #: The escalation policy governing it ("" for a check's implicit contacts-only policy).
     policy: str | None = None
-    #: outage (down), degraded (a sustained change), ...: a check has at most one open
-    #: incident of each kind.
-    kind: str = "outage"
+    #: A check has at most one open incident per kind family (see IncidentKind.family).
+    kind: IncidentKind = IncidentKind.OUTAGE
 
     @property
     def is_open(self) -> bool:
@@ -65,11 +67,11 @@ class Incident:
 class Transition:
     incident: Incident
     entries: tuple[TimelineEntry, ...]
-    #: "opened" or "resolved": the event whose message goes to the contacts.
-    notify: str | None
+    #: What the planner is told (its messages follow from it); None for nothing.
+    notify: Change | None
 
 
-def on_signal(current: Incident | None, signal: Signal, *, severity: str, target: str,
+def on_signal(current: Incident | None, signal: Signal, *, severity: Severity, target: str,
               now: float, new_id: int, reopen_window: float = 0.0) -> Transition | None:
     """What `signal` does to the check's latest incident (`current`), or None for nothing.
 
@@ -85,11 +87,11 @@ def on_signal(current: Incident | None, signal: Signal, *, severity: str, target
         title = f"{signal.check} is down"
         inc = Incident(new_id, signal.check, title, severity, State.OPEN, signal.reason, now,
                        signal.since)
-        entry = TimelineEntry(now, "opened", "onwatch", f"{title}: {signal.reason}", {
+        entry = TimelineEntry(now, Entry.OPENED, "onwatch", f"{title}: {signal.reason}", {
             "target": target, "error_kind": str(signal.error_kind or ""),
             "first_failure_at": signal.since,
         })
-        return Transition(inc, (entry,), "opened")
+        return Transition(inc, (entry,), Change.OPENED)
     if current is None or not current.is_open:
         return None
     return resolve(current, now=now, actor="onwatch",
@@ -100,11 +102,11 @@ def resolve(inc: Incident, *, now: float, actor: str, note: str) -> Transition |
     if not inc.is_open:
         return None
     done = replace(inc, state=State.RESOLVED, resolved_at=now, resolved_by=actor)
-    entry = TimelineEntry(now, "resolved", actor, note, {"duration_s": now - inc.started_at})
-    return Transition(done, (entry,), "resolved")
+    entry = TimelineEntry(now, Entry.RESOLVED, actor, note, {"duration_s": now - inc.started_at})
+    return Transition(done, (entry,), Change.RESOLVED)
 
 
-def acknowledge(inc: Incident, *, now: float, by: str, via: str) -> Transition | None:
+def acknowledge(inc: Incident, *, now: float, by: str, via: Via) -> Transition | None:
     """Somebody took it: escalation stops (until an ack expiry, if the policy has one).
 
     None when the incident is resolved or already acknowledged (the caller
@@ -113,8 +115,9 @@ def acknowledge(inc: Incident, *, now: float, by: str, via: str) -> Transition |
     if inc.state is not State.OPEN:
         return None
     done = replace(inc, state=State.ACKNOWLEDGED, acknowledged_at=now, acknowledged_by=by)
-    entry = TimelineEntry(now, "acknowledged", by, f"acknowledged by {by} via {via}", {"via": via})
-    return Transition(done, (entry,), "acknowledged")
+    entry = TimelineEntry(now, Entry.ACKNOWLEDGED, by, f"acknowledged by {by} via {via}",
+                          {"via": str(via)})
+    return Transition(done, (entry,), Change.ACKNOWLEDGED)
 
 
 def unacknowledge(inc: Incident, *, now: float, reason: str) -> Transition | None:
@@ -122,7 +125,8 @@ def unacknowledge(inc: Incident, *, now: float, reason: str) -> Transition | Non
     if inc.state is not State.ACKNOWLEDGED:
         return None
     back = replace(inc, state=State.OPEN, acknowledged_at=None, acknowledged_by=None)
-    return Transition(back, (TimelineEntry(now, "ack_expired", "onwatch", reason),), "reopened")
+    return Transition(back, (TimelineEntry(now, Entry.ACK_EXPIRED, "onwatch", reason),),
+                      Change.REOPENED)
 
 
 def reopen(inc: Incident, signal: Signal, *, now: float) -> Transition:
@@ -130,37 +134,39 @@ def reopen(inc: Incident, signal: Signal, *, now: float) -> Transition:
     back = replace(inc, state=State.OPEN, reason=signal.reason, resolved_at=None,
                    resolved_by=None, acknowledged_at=None, acknowledged_by=None, opened_at=now,
                    started_at=signal.since)
-    entry = TimelineEntry(now, "reopened", "onwatch",
+    entry = TimelineEntry(now, Entry.REOPENED, "onwatch",
                           f"{signal.check} failed again: {signal.reason}",
                           {"error_kind": str(signal.error_kind or ""),
                            "first_failure_at": signal.since})
-    return Transition(back, (entry,), "opened")
+    return Transition(back, (entry,), Change.OPENED)
 
 
-def declare(*, new_id: int, title: str, severity: str, by: str, reason: str, now: float
+def declare(*, new_id: int, title: str, severity: Severity, by: str, reason: str, now: float
             ) -> Transition:
     """A manual incident, for what no check can see (a suspected breach)."""
     inc = Incident(new_id, None, title, severity, State.OPEN, reason, now, now)
-    entry = TimelineEntry(now, "opened", by, f"declared by {by}: {title}",
-                          {"severity": severity, "manual": True})
-    return Transition(inc, (entry,), "opened")
+    entry = TimelineEntry(now, Entry.OPENED, by, f"declared by {by}: {title}",
+                          {"severity": str(severity), "manual": True})
+    return Transition(inc, (entry,), Change.OPENED)
 
 
 def note(inc: Incident, *, now: float, by: str, text: str) -> TimelineEntry:
-    return TimelineEntry(now, "note", by, text)
+    return TimelineEntry(now, Entry.NOTE, by, text)
 
 
-def flapping_started(current: Incident | None, check: str, *, severity: str, detail: str,
+def flapping_started(current: Incident | None, check: str, *, severity: Severity, detail: str,
                      now: float, new_id: int) -> Transition:
-    """One incident for a flapping check: the open one retitled, or a new one."""
+    """One incident for a flapping check: the open outage becomes it, or a new one opens."""
     title = f"{check} is flapping"
-    entry = TimelineEntry(now, "flapping", "onwatch",
+    entry = TimelineEntry(now, Entry.FLAPPING, "onwatch",
                           f"{title}: {detail}; its ups and downs are not paged one by one "
                           "until it settles")
     if current is not None and current.is_open:
-        return Transition(replace(current, title=title), (entry,), None)
-    inc = Incident(new_id, check, title, severity, State.OPEN, detail, now, now)
-    return Transition(inc, (entry,), "opened")
+        return Transition(replace(current, title=title, kind=IncidentKind.FLAPPING), (entry,),
+                          None)
+    inc = Incident(new_id, check, title, severity, State.OPEN, detail, now, now,
+                   kind=IncidentKind.FLAPPING)
+    return Transition(inc, (entry,), Change.OPENED)
 
 
 def flapping_stopped(inc: Incident, *, up: bool, now: float) -> Transition | None:
@@ -168,24 +174,26 @@ def flapping_stopped(inc: Incident, *, up: bool, now: float) -> Transition | Non
     check = inc.check or inc.title
     if up:
         return resolve(inc, now=now, actor="onwatch", note=f"{check} settled: up and stable")
-    entry = TimelineEntry(now, "flapping_ended", "onwatch", f"{check} settled, but down")
-    return Transition(replace(inc, title=f"{check} is down"), (entry,), None)
+    entry = TimelineEntry(now, Entry.FLAPPING_ENDED, "onwatch", f"{check} settled, but down")
+    return Transition(replace(inc, title=f"{check} is down", kind=IncidentKind.OUTAGE),
+                      (entry,), None)
 
 
-TITLES = {"degraded": "{} is degraded", "changed": "{} changed unexpectedly",
-          "expiring": "{}: certificate expiring", "filling": "{}: disk filling up"}
+TITLES = {IncidentKind.DEGRADED: "{} is degraded", IncidentKind.CHANGED: "{} changed unexpectedly",
+          IncidentKind.EXPIRING: "{}: certificate expiring",
+          IncidentKind.FILLING: "{}: disk filling up"}
 
 
-def observed(kind: str, check: str, *, severity: str, reason: str, now: float, new_id: int
-             ) -> Transition:
+def observed(kind: IncidentKind, check: str, *, severity: Severity, reason: str, now: float,
+             new_id: int) -> Transition:
     """An incident of another kind than an outage (degraded, changed, expiring, filling)."""
     title = TITLES.get(kind, "{} needs attention").format(check)
     inc = Incident(new_id, check, title, severity, State.OPEN, reason, now, now, kind=kind)
-    return Transition(inc, (TimelineEntry(now, "opened", "onwatch", f"{title}: {reason}"),),
-                      "opened")
+    return Transition(inc, (TimelineEntry(now, Entry.OPENED, "onwatch", f"{title}: {reason}"),),
+                      Change.OPENED)
 
 
-def change_severity(inc: Incident, *, severity: str, reason: str, now: float) -> Transition:
-    entry = TimelineEntry(now, "severity_changed", "onwatch",
+def change_severity(inc: Incident, *, severity: Severity, reason: str, now: float) -> Transition:
+    entry = TimelineEntry(now, Entry.SEVERITY_CHANGED, "onwatch",
                           f"severity {inc.severity} -> {severity}: {reason}")
     return Transition(replace(inc, severity=severity, reason=reason), (entry,), None)

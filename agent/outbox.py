@@ -36,6 +36,7 @@ from agent.metrics import Metrics
 from agent.store.records import OutboxMessage
 from agent.store.sqlite import Store
 from agent.storm import StormGate, StormPolicy, bundle
+from agent.vocab import Entry
 from notifiers.channels import ChannelResult, Message
 from notifiers.delivery import deliver, redact_short
 from notifiers.messages import PAGING_EVENTS
@@ -173,7 +174,7 @@ class Dispatcher:
         wait = backoff(attempts, p.retry_cap)
         error: str | None = None
         if any(r.ok for r in results):
-            status, next_at, kind = "delivered", now, "notification_delivered"
+            status, next_at, kind = "delivered", now, Entry.NOTIFICATION_DELIVERED
             text = f"{msg.event} message delivered to {msg.contact}" + (
                 f" in a bundle of {bundled} (alert storm)" if bundled > 1 else "")
             self._metrics.delivery_latency.observe(now - msg.created_at)
@@ -184,16 +185,16 @@ class Dispatcher:
             if left and self.offline_since is not None:
                 # Nobody can be reached from here: hold the message (no deadline, no
                 # escalation); it goes out, with its original times, once we are back.
-                status, next_at, kind = "due", now + p.retry_cap, "notification_held"
+                status, next_at, kind = "due", now + p.retry_cap, Entry.NOTIFICATION_HELD
                 text = (f"{msg.event} message to {msg.contact} held: onwatch cannot reach "
                         f"the outside (attempt {attempts})")
                 error = "uplink down"
             elif left and now + wait <= msg.created_at + p.deadline:
-                status, next_at, kind = "due", now + wait, "notification_retry"
+                status, next_at, kind = "due", now + wait, Entry.NOTIFICATION_RETRY
                 text = (f"{msg.event} message to {msg.contact} not delivered ({error}); "
                         f"attempt {attempts}, next in {wait:g}s")
             else:
-                status, next_at, kind = "failed", now, "notification_failed"
+                status, next_at, kind = "failed", now, Entry.NOTIFICATION_FAILED
                 text = (f"{msg.event} message to {msg.contact} could not be delivered after "
                         f"{attempts} attempt(s): {error}")
         with self._store.tx():

@@ -10,12 +10,16 @@ new person from then on).
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
+
+from agent.vocab import Severity
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 WHEN = ("always", "business_hours", "outside_business_hours")
 AT_END = ("stop", "restart")
+_HOURS = re.compile(r"(?P<days>[a-z,-]+)\s+(?P<start>\d{1,2}:\d{2})-(?P<end>\d{1,2}:\d{2})")
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +42,7 @@ class Role:
 
 
 @dataclass(frozen=True, slots=True)
-class Window:
+class Opening:
     """Open from `start` to `end` (minutes after midnight) on `weekday` (0 = Monday)."""
 
     weekday: int
@@ -49,12 +53,12 @@ class Window:
 @dataclass(frozen=True, slots=True)
 class BusinessHours:
     tz: ZoneInfo
-    windows: tuple[Window, ...] = ()
+    windows: tuple[Opening, ...] = ()
     holidays: frozenset[dt.date] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
-class Step:
+class EscalationStep:
     #: Due this long after the incident opened (unless an ack timeout brings it forward).
     after: float
     #: Contact names and `role:<name>` entries.
@@ -74,7 +78,7 @@ class Updates:
 @dataclass(frozen=True, slots=True)
 class Policy:
     name: str
-    steps: tuple[Step, ...]
+    steps: tuple[EscalationStep, ...]
     #: Nobody acknowledged this long after a step was paged: the next step is paged now.
     ack_timeout: float | None = 900.0
     #: An acknowledgement lasts this long; then, if still open, escalation resumes.
@@ -100,7 +104,30 @@ class Policy:
 class Route:
     """Severity routing: incidents of `severity` use `policy` (overriding the check's)."""
 
-    severity: str
+    severity: Severity
     policy: str | None = None
     #: Page only inside business hours: outside them the paging waits for the next opening.
     business_hours_only: bool = False
+
+
+def parse_openings(text: str) -> list[Opening] | None:
+    """"mon-fri 09:00-17:30" -> one Opening per day; None when it is not that shape."""
+    m = _HOURS.fullmatch(text)
+    if m is None:
+        return None
+    start, end = _minutes(m["start"]), _minutes(m["end"])
+    if start is None or end is None or end <= start:
+        return None
+    days: list[int] = []
+    for part in m["days"].split(","):
+        lo, _, hi = part.partition("-")
+        if lo not in WEEKDAYS or (hi and hi not in WEEKDAYS):
+            return None
+        a, b = WEEKDAYS.index(lo), WEEKDAYS.index(hi or lo)
+        days += range(a, b + 1) if a <= b else [*range(a, 7), *range(0, b + 1)]
+    return [Opening(d, start, end) for d in days]
+
+
+def _minutes(hhmm: str) -> int | None:
+    h, m = (int(x) for x in hhmm.split(":"))
+    return h * 60 + m if (h < 24 and m < 60) or (h == 24 and m == 0) else None

@@ -17,20 +17,26 @@ from collections.abc import Mapping
 from zoneinfo import ZoneInfo
 
 from agent.incidents import Incident
+from agent.vocab import PAGING_EVENTS, Event, IncidentKind
 from notifiers.channels import Message
 
-#: Events that ask somebody to act, and so carry an acknowledgement link.
-PAGING_EVENTS = frozenset({"page", "repeat", "ack_expired", "resolve_timeout"})
-EVENTS = ("page", "repeat", "ack_expired", "resolve_timeout", "update", "resolved",
-          "acknowledged", "test")
+__all__ = ["EVENTS", "FIELDS", "PAGING_EVENTS", "SMS_LIMIT", "render", "template_problem"]
+
+EVENTS = tuple(e.value for e in Event)
 FIELDS = ("tag", "what", "incident", "title", "severity", "state", "reason", "since",
           "since_time", "target", "link", "why", "duration", "by", "message_id")
 SMS_LIMIT = 160
 
 _TAG = {
-    "page": "DOWN", "repeat": "STILL DOWN", "ack_expired": "ACK EXPIRED",
-    "resolve_timeout": "UNRESOLVED", "update": "UPDATE", "resolved": "RESOLVED",
-    "acknowledged": "ACKNOWLEDGED", "test": "TEST",
+    Event.PAGE: "DOWN", Event.REPEAT: "STILL DOWN", Event.ACK_EXPIRED: "ACK EXPIRED",
+    Event.RESOLVE_TIMEOUT: "UNRESOLVED", Event.UPDATE: "UPDATE", Event.RESOLVED: "RESOLVED",
+    Event.ACKNOWLEDGED: "ACKNOWLEDGED", Event.TEST: "TEST",
+}
+#: A page about something other than a plain outage says what it is in its tag.
+_KIND_TAG = {
+    IncidentKind.FLAPPING: "FLAPPING", IncidentKind.DEGRADED: "DEGRADED",
+    IncidentKind.CHANGED: "CHANGED", IncidentKind.EXPIRING: "EXPIRING",
+    IncidentKind.FILLING: "DISK",
 }
 
 
@@ -66,16 +72,13 @@ def span(seconds: float) -> str:
     return f"{m}m {s:02d}s" if m else f"{s}s"
 
 
-def render(event: str, inc: Incident, *, target: str, link: str | None, reason: str,
+def render(event: Event, inc: Incident, *, target: str, link: str | None, reason: str,
            tz: ZoneInfo, message_id: str = "", now: float | None = None,
            overrides: Mapping[str, str] | None = None) -> Message:
     end = inc.resolved_at or now or inc.opened_at
     tag = _TAG.get(event, event.upper())
-    if event in ("page", "repeat") and inc.kind != "outage":
-        tag = {"degraded": "DEGRADED", "changed": "CHANGED", "expiring": "EXPIRING",
-               "filling": "DISK"}.get(inc.kind, inc.kind.upper())
-    elif event in ("page", "repeat") and inc.title.endswith(" is flapping"):
-        tag = "FLAPPING"
+    if event in (Event.PAGE, Event.REPEAT):
+        tag = _KIND_TAG.get(inc.kind, tag)
     f = {
         "tag": tag, "what": inc.check or inc.title,
         "incident": str(inc.id), "title": inc.title, "severity": inc.severity,
@@ -91,16 +94,16 @@ def render(event: str, inc: Incident, *, target: str, link: str | None, reason: 
     return Message(title, body, short)
 
 
-def _body(event: str, f: dict[str, str], inc: Incident, tz: ZoneInfo) -> str:
+def _body(event: Event, f: dict[str, str], inc: Incident, tz: ZoneInfo) -> str:
     where = f" ({f['target']})" if f["target"] else ""
-    if event == "resolved":
+    if event == Event.RESOLVED:
         lines = [f"{f['what']}{where} is resolved after {f['duration']}.",
                  f"Down since: {f['since']}; resolved by {f['by']}.", f"Was: {f['reason']}"]
-    elif event == "acknowledged":
+    elif event == Event.ACKNOWLEDGED:
         at = clock(inc.acknowledged_at or inc.opened_at, tz)
         lines = [f"{f['what']}{where}: acknowledged by {f['by']} at {at}.",
                  f"Reason: {f['reason']}"]
-    elif event == "test":
+    elif event == Event.TEST:
         lines = ["A test message from onwatch: this channel works."]
     else:
         lines = [f"{f['title']}{where}.", f"Since: {f['since']} ({f['duration']} ago)",
@@ -115,15 +118,15 @@ def _body(event: str, f: dict[str, str], inc: Incident, tz: ZoneInfo) -> str:
     return "\n".join(lines)
 
 
-def _short(event: str, f: dict[str, str]) -> str:
+def _short(event: Event, f: dict[str, str]) -> str:
     """One line: the essentials, the reason cut to keep the whole under SMS_LIMIT if it can."""
-    if event == "test":
+    if event == Event.TEST:
         return "onwatch test message: this channel works."
     head = f"{f['tag']} {f['what']} #{f['incident']}"
     tail = f" Ack: {f['link']}" if f["link"] else ""
-    if event == "resolved":
+    if event == Event.RESOLVED:
         middle = f" after {f['duration']}."
-    elif event == "acknowledged":
+    elif event == Event.ACKNOWLEDGED:
         middle = f" by {f['by']}."
     else:
         middle = f" since {f['since_time']}: {f['reason']}"

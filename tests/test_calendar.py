@@ -8,12 +8,12 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from agent.calendar import in_business_hours, next_opening, on_call, resolve_targets
-from agent.policy import BusinessHours, Role, Rotation, Window
+from agent.policy import BusinessHours, Opening, Role, Rotation
 
 LONDON = ZoneInfo("Europe/London")
 UTC = dt.UTC
-WEEKDAYS = tuple(Window(d, 9 * 60, 17 * 60 + 30) for d in range(5))  # mon-fri 09:00-17:30
-HOURS = BusinessHours(LONDON, (*WEEKDAYS, Window(5, 10 * 60, 14 * 60)),  # + sat 10:00-14:00
+WEEKDAYS = tuple(Opening(d, 9 * 60, 17 * 60 + 30) for d in range(5))  # mon-fri 09:00-17:30
+HOURS = BusinessHours(LONDON, (*WEEKDAYS, Opening(5, 10 * 60, 14 * 60)),  # + sat 10:00-14:00
                       frozenset({dt.date(2024, 3, 29), dt.date(2024, 12, 25)}))
 OFFICE = BusinessHours(LONDON, WEEKDAYS)
 
@@ -52,7 +52,7 @@ def test_business_hours_follow_the_wall_clock_across_dst() -> None:
 
 
 def test_a_window_may_run_to_midnight() -> None:
-    late = BusinessHours(LONDON, (Window(0, 20 * 60, 24 * 60),))
+    late = BusinessHours(LONDON, (Opening(0, 20 * 60, 24 * 60),))
     assert in_business_hours(late, ts(2024, 3, 4, 23, 59, 59))
     assert not in_business_hours(late, ts(2024, 3, 5, 0, 0))
     assert next_opening(late, ts(2024, 3, 4, 12, 0)) == ts(2024, 3, 4, 20, 0)

@@ -24,7 +24,18 @@ from agent import escalation, incidents
 from agent.detect.outage import Health, Signal
 from agent.escalation import EscalationState, Page
 from agent.incidents import Incident, State
-from agent.policy import BusinessHours, Policy, Role, Rotation, Route, Step, Updates, Window
+from agent.policy import (
+    BusinessHours,
+    Opening,
+    Policy,
+    Role,
+    Rotation,
+    Route,
+    Updates,
+)
+from agent.policy import (
+    EscalationStep as Step,
+)
 from checks.result import ErrorKind
 
 LONDON = ZoneInfo("Europe/London")
@@ -35,7 +46,7 @@ def ts(y: int, mo: int, d: int, h: int = 0, mi: int = 0, s: int = 0,
     return dt.datetime(y, mo, d, h, mi, s, tzinfo=tz).timestamp()
 
 
-HOURS = BusinessHours(LONDON, tuple(Window(d, 9 * 60, 17 * 60 + 30) for d in range(5)))
+HOURS = BusinessHours(LONDON, tuple(Opening(d, 9 * 60, 17 * 60 + 30) for d in range(5)))
 # alice is on call from Monday 4 March 2024 09:00, bob from Monday 11 March 09:00, ...
 ROTA = Rotation(("alice", "bob"), dt.datetime(2024, 3, 4, 9, 0, tzinfo=LONDON))
 ROLES = {

@@ -11,7 +11,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from agent.config import Config, load
-from agent.detect.maintenance import Window, active_window
+from agent.detect.maintenance import MaintenanceWindow, active_window
+from agent.detect.outage import OutageState
 from agent.engine import Engine
 from agent.metrics import Metrics
 from agent.policy import BusinessHours
@@ -38,16 +39,16 @@ def utc(*a: int) -> float:
     ],
 )
 def test_weekly_window_follows_local_time_across_dst(when: float, active: bool) -> None:
-    from agent.config_escalation import _windows
+    from agent.policy import parse_openings
 
-    weekly = BusinessHours(LONDON, tuple(_windows("sun 02:00-04:00") or ()))
-    w = Window("w", frozenset({"backup"}), weekly=weekly)
+    weekly = BusinessHours(LONDON, tuple(parse_openings("sun 02:00-04:00") or ()))
+    w = MaintenanceWindow("w", frozenset({"backup"}), weekly=weekly)
     assert (active_window([w], "backup", (), when) is w) is active
     assert active_window([w], "other", (), when) is None
 
 
 def test_one_off_window_and_tags() -> None:
-    w = Window("w", tags=frozenset({"pos"}), start=100.0, end=200.0)
+    w = MaintenanceWindow("w", tags=frozenset({"pos"}), start=100.0, end=200.0)
     assert active_window([w], "till-1", ("pos",), 150.0) is w
     assert active_window([w], "till-1", ("pos",), 200.0) is None
     assert active_window([w], "web", ("shop",), 150.0) is None
@@ -156,7 +157,7 @@ def test_child_confirming_before_its_failing_parent_waits(world) -> None:  # typ
     router = cfg.check("router")
     assert router is not None
     # The router's first failure is not confirmed yet (confirm = 2 for this test).
-    runner._states["router"] = runner._states["router"].__class__(fails=1)
+    runner._states["router"].outage = OutageState(fails=1)
     run(world, "pos-api", False, t)
     assert opened(store) == []
     run(world, "router", False, t + 2)

@@ -14,12 +14,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from agent.calendar import in_business_hours, next_opening
+from agent.calendar import in_business_hours
 from agent.policy import BusinessHours
 
 
 @dataclass(frozen=True, slots=True)
-class Window:
+class MaintenanceWindow:
     id: str
     checks: frozenset[str] = frozenset()
     tags: frozenset[str] = frozenset()
@@ -37,33 +37,8 @@ class Window:
             return in_business_hours(self.weekly, now)
         return (self.start or 0.0) <= now < (self.end if self.end is not None else 0.0)
 
-    def ends_after(self, now: float) -> float | None:
-        """When this active window closes (None for a recurring one: it is found by search)."""
-        if self.weekly is None:
-            return self.end
-        return _weekly_end(self.weekly, now)
 
-
-def active_window(windows: Iterable[Window], check: str, tags: Iterable[str], now: float
-                  ) -> Window | None:
+def active_window(windows: Iterable[MaintenanceWindow], check: str, tags: Iterable[str], now: float
+                  ) -> MaintenanceWindow | None:
     tags = tuple(tags)
     return next((w for w in windows if w.covers(check, tags) and w.active(now)), None)
-
-
-def _weekly_end(hours: BusinessHours, now: float, step: float = 60.0,
-                limit: int = 7 * 24 * 60) -> float | None:
-    """The first minute after `now` when the weekly window is closed (bounded search)."""
-    if not in_business_hours(hours, now):
-        return now
-    t = now - now % step
-    for _ in range(limit):
-        t += step
-        if not in_business_hours(hours, t):
-            return t
-    return None
-
-
-def next_start(window: Window, now: float) -> float | None:
-    if window.weekly is not None:
-        return next_opening(window.weekly, now)
-    return window.start if window.start is not None and window.start > now else None

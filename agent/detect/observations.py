@@ -18,13 +18,39 @@ for "disk_hours_to_full" applies to every "disk_hours_to_full:<mount>".
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+
+from agent.vocab import IncidentKind, Severity
 
 #: Observation keys whose change is watched by default, per the probes' names.
 CHANGE_KEYS = ("content_fingerprint", "cert_fingerprint", "answer_fingerprint")
 EXPIRY_KEYS = ("cert_days_left", "tls_cert_days_left")
 FILL_KEY = "disk_hours_to_full"
+
+
+class ObsKind(enum.StrEnum):
+    CHANGED = "changed"
+    EXPIRING = "expiring"
+    RENEWED = "renewed"
+    FILLING = "filling"
+    FILL_OK = "fill_ok"
+
+    @property
+    def incident(self) -> IncidentKind:
+        """The incident kind this signal opens, raises or resolves."""
+        return _INCIDENT[self]
+
+    @property
+    def clears(self) -> bool:
+        """The condition is over (certificate renewed, disk no longer filling)."""
+        return self in (ObsKind.RENEWED, ObsKind.FILL_OK)
+
+
+_INCIDENT = {ObsKind.CHANGED: IncidentKind.CHANGED, ObsKind.EXPIRING: IncidentKind.EXPIRING,
+             ObsKind.RENEWED: IncidentKind.EXPIRING, ObsKind.FILLING: IncidentKind.FILLING,
+             ObsKind.FILL_OK: IncidentKind.FILLING}
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,15 +65,15 @@ class Rules:
 class ObsState:
     last: dict[str, float] = field(default_factory=dict)
     #: Expiry severity currently signalled per key ("low"/"high"), absent: fine.
-    expiring: dict[str, str] = field(default_factory=dict)
+    expiring: dict[str, Severity] = field(default_factory=dict)
     filling: set[str] = field(default_factory=set)
 
 
 @dataclass(frozen=True, slots=True)
 class ObsSignal:
-    kind: str  # changed, expiring, renewed, filling, fill_ok
+    kind: ObsKind
     key: str
-    severity: str
+    severity: Severity
     reason: str
 
 
@@ -77,7 +103,7 @@ def observe(st: ObsState, obs: Mapping[str, float], rules: Rules) -> list[ObsSig
             st.last[key] = value
             if before is not None and before != value:
                 what = base.replace("_", " ")
-                out.append(ObsSignal("changed", key, "critical",
+                out.append(ObsSignal(ObsKind.CHANGED, key, Severity.CRITICAL,
                                      f"{what} changed{_where(key)} (was {before:.0f}, now "
                                      f"{value:.0f}): an unexpected change may mean a "
                                      "compromise or a broken deployment"))
@@ -91,16 +117,17 @@ def observe(st: ObsState, obs: Mapping[str, float], rules: Rules) -> list[ObsSig
 
 
 def _expiry(st: ObsState, key: str, days: float, rules: Rules) -> list[ObsSignal]:
-    level = ("high" if days < rules.critical_days else
-             "low" if days < rules.warn_days else None)
+    level = (Severity.HIGH if days < rules.critical_days else
+             Severity.LOW if days < rules.warn_days else None)
     now_level = st.expiring.get(key)
     if level == now_level:
         return []
     if level is None:
         del st.expiring[key]
-        return [ObsSignal("renewed", key, "low", f"certificate renewed: {days:.0f} days left")]
+        return [ObsSignal(ObsKind.RENEWED, key, Severity.LOW,
+                          f"certificate renewed: {days:.0f} days left")]
     st.expiring[key] = level
-    return [ObsSignal("expiring", key, level,
+    return [ObsSignal(ObsKind.EXPIRING, key, level,
                       f"certificate{_where(key)} expires in {days:.0f} days")]
 
 
@@ -108,13 +135,14 @@ def _fill(st: ObsState, key: str, hours: float, rules: Rules) -> list[ObsSignal]
     horizon = rules.full_within / 3600
     if key not in st.filling and hours < horizon:
         st.filling.add(key)
-        return [ObsSignal("filling", key, "high",
+        return [ObsSignal(ObsKind.FILLING, key, Severity.HIGH,
                           f"disk{_where(key)} full in about {hours:.1f} hours at its "
                           "current fill rate")]
     if key in st.filling and hours > 2 * horizon:
         st.filling.discard(key)
-        return [ObsSignal("fill_ok", key, "low", f"disk{_where(key)} no longer filling fast "
-                                                 f"({hours:.0f} hours to full)")]
+        return [ObsSignal(ObsKind.FILL_OK, key, Severity.LOW,
+                          f"disk{_where(key)} no longer filling fast ({hours:.0f} hours to "
+                          "full)")]
     return []
 
 

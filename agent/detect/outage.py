@@ -52,43 +52,43 @@ class Signal:
 
 
 @dataclass(frozen=True, slots=True)
-class Step:
+class OutageStep:
     state: OutageState
     signal: Signal | None = None
     recheck: bool = False
 
 
 def observe(state: OutageState, check: str, result: CheckResult, *, confirm: int, recover: int,
-            now: float) -> Step:
+            now: float) -> OutageStep:
     if result.ok:
         return _on_success(state, check, result, recover, now)
     return _on_failure(state, check, result, confirm, now)
 
 
 def _on_success(state: OutageState, check: str, result: CheckResult, recover: int, now: float
-                ) -> Step:
+                ) -> OutageStep:
     if state.health is Health.UP:
         # The hot path: an up check stays up. Reuse the state, allocate nothing.
-        return Step(state) if state.fails == 0 else Step(replace(state, fails=0))
+        return OutageStep(state) if state.fails == 0 else OutageStep(replace(state, fails=0))
     if state.health is Health.UNKNOWN:
-        return Step(OutageState(Health.UP, now))
+        return OutageStep(OutageState(Health.UP, now))
     oks = state.oks + 1
     if oks < recover:
-        return Step(replace(state, oks=oks), recheck=True)
+        return OutageStep(replace(state, oks=oks), recheck=True)
     signal = Signal(Health.UP, check, now, state.since, result.reason, None)
-    return Step(OutageState(Health.UP, now), signal)
+    return OutageStep(OutageState(Health.UP, now), signal)
 
 
 def _on_failure(state: OutageState, check: str, result: CheckResult, confirm: int, now: float
-                ) -> Step:
+                ) -> OutageStep:
     if state.health is Health.DOWN:
-        return Step(replace(state, oks=0)) if state.oks else Step(state)
+        return OutageStep(replace(state, oks=0)) if state.oks else OutageStep(state)
     fails = state.fails + 1
     first = now if fails == 1 else state.first_fail_at
     if fails < confirm:
-        return Step(replace(state, fails=fails, first_fail_at=first), recheck=True)
+        return OutageStep(replace(state, fails=fails, first_fail_at=first), recheck=True)
     signal = Signal(Health.DOWN, check, now, first, result.reason, result.error_kind)
-    return Step(OutageState(Health.DOWN, first, 0, 0, first), signal)
+    return OutageStep(OutageState(Health.DOWN, first, 0, 0, first), signal)
 
 
 def restored_down(since: float) -> OutageState:

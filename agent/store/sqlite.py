@@ -22,6 +22,7 @@ from typing import Any
 
 from agent.incidents import Incident, State, TimelineEntry
 from agent.store.records import OutboxMessage
+from agent.vocab import Entry, IncidentKind, Severity
 
 SCHEMA_VERSION = 1
 _SCHEMA = """
@@ -150,7 +151,7 @@ class Store:
             "reason=excluded.reason, opened_at=excluded.opened_at, "
             "started_at=excluded.started_at, acknowledged_at=excluded.acknowledged_at, "
             "acknowledged_by=excluded.acknowledged_by, resolved_at=excluded.resolved_at, "
-            "resolved_by=excluded.resolved_by, policy=excluded.policy",
+            "resolved_by=excluded.resolved_by, policy=excluded.policy, kind=excluded.kind",
             (inc.id, inc.check, inc.title, inc.severity, inc.state.value, inc.reason,
              inc.opened_at, inc.started_at, inc.acknowledged_at, inc.acknowledged_by,
              inc.resolved_at, inc.resolved_by, inc.policy, inc.kind),
@@ -165,9 +166,13 @@ class Store:
                                (incident_id,)).fetchone()
         return None if row is None or row[0] is None else dict(json.loads(row[0]))
 
-    def latest_incident(self, check: str, kind: str = "outage") -> Incident | None:
-        row = self._db.execute("SELECT * FROM incidents WHERE check_name = ? AND kind = ? "
-                               "ORDER BY id DESC LIMIT 1", (check, kind)).fetchone()
+    def latest_incident(self, check: str, kind: IncidentKind = IncidentKind.OUTAGE
+                        ) -> Incident | None:
+        """The check's newest incident of `kind`'s family (an outage that flapped counts)."""
+        kinds = [str(k) for k in IncidentKind if k.family is kind.family]
+        marks = ",".join("?" * len(kinds))
+        row = self._db.execute(f"SELECT * FROM incidents WHERE check_name = ? AND kind IN "
+                               f"({marks}) ORDER BY id DESC LIMIT 1", (check, *kinds)).fetchone()
         return _incident(row) if row else None
 
     def append(self, incident_id: int, entries: Sequence[TimelineEntry]) -> None:
@@ -197,8 +202,8 @@ class Store:
         rows = self._db.execute(
             "SELECT at, kind, actor, message, data FROM timeline WHERE incident_id = ? "
             "ORDER BY seq", (incident_id,)).fetchall()
-        return [TimelineEntry(r["at"], r["kind"], r["actor"], r["message"], json.loads(r["data"]))
-                for r in rows]
+        return [TimelineEntry(r["at"], Entry(r["kind"]), r["actor"], r["message"],
+                              json.loads(r["data"])) for r in rows]
 
     # outbox ------------------------------------------------------------------
 
@@ -273,11 +278,12 @@ class Store:
 
 def _incident(row: Any) -> Incident:
     return Incident(
-        id=row["id"], check=row["check_name"], title=row["title"], severity=row["severity"],
+        id=row["id"], check=row["check_name"], title=row["title"],
+        severity=Severity(row["severity"]),
         state=State(row["state"]), reason=row["reason"], opened_at=row["opened_at"],
         started_at=row["started_at"], acknowledged_at=row["acknowledged_at"],
         acknowledged_by=row["acknowledged_by"], resolved_at=row["resolved_at"],
-        resolved_by=row["resolved_by"], policy=row["policy"], kind=row["kind"],
+        resolved_by=row["resolved_by"], policy=row["policy"], kind=IncidentKind(row["kind"]),
     )
 
 

@@ -24,14 +24,14 @@ from types import MappingProxyType
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from agent import config_detect, config_escalation, config_notify
+from agent import config_contacts, config_detect, config_escalation, config_notify
+from agent.config_contacts import Contact
+from agent.config_escalation import Named
 from agent.config_notify import DeliveryPolicy
 from agent.detect.maintenance import MaintenanceWindow
 from agent.fields import (
     Section,
-    expand_secret,
     format_duration,
-    read_secret_file,
     show,
     split_host_port,
 )
@@ -64,16 +64,6 @@ class AgentConfig:
     tz: ZoneInfo
     #: Bearer token for /api/v1; None: the agent keeps one in `<state_dir>/api.token`.
     api_token: str | None = None
-
-
-@dataclass(frozen=True)
-class Contact:
-    name: str
-    #: Apprise URLs, secrets expanded. Never log these; log `notifiers.delivery.redact(url)`.
-    urls: tuple[str, ...]
-    #: True: the URLs are alternatives in order (stop at the first that accepts);
-    #: False (`mode = "all"`): every URL gets every message.
-    fallback: bool = True
 
 
 @dataclass(frozen=True)
@@ -168,10 +158,9 @@ def parse(raw: Mapping[str, Any], path: Path) -> Config:
     root = Section(raw, "config", errors, base)
     agent = _agent(_table(root, "agent"), base)
     defaults = _table(root, "defaults")
-    contacts = _contacts(root, errors, base)
-    esc = config_escalation.parse(
-        root, agent.tz, contacts, lambda key: _items(root, key),
-        lambda item, key, i: _named(item, key, i, errors, base))
+    named: Named = lambda item, key, i: _named(item, key, i, errors, base)  # noqa: E731
+    contacts = config_contacts.parse(_items(root, "contacts"), named)
+    esc = config_escalation.parse(root, agent.tz, contacts, lambda key: _items(root, key), named)
     checks = _checks(root, defaults, contacts, esc, errors, base)
     windows = config_detect.maintenance(_items(root, "maintenance"), root, agent.tz, checks)
     delivery = config_notify.delivery(_table(root, "notifications"))
@@ -241,60 +230,6 @@ def _named(item: Any, key: str, i: int, errors: list[str], base: Path
                           f"or digit; got {show(name)}")
         name = ""
     return sec, name
-
-
-def _contacts(root: Section, errors: list[str], base: Path) -> dict[str, Contact]:
-    out: dict[str, Contact] = {}
-    for i, item in enumerate(_items(root, "contacts")):
-        named = _named(item, "contacts", i, errors, base)
-        if named is None:
-            continue
-        sec, name = named
-        before = len(errors)
-        urls: list[str] = []
-        for j, value in enumerate(sec.string_list("urls", secret=True)):
-            url = expand_secret(sec, f"urls[{j}]", value)
-            if url is not None and _check_apprise(sec, f"urls[{j}]", url):
-                urls.append(url)
-        if sec.has("urls_file"):
-            urls += _urls_file(sec)
-        else:
-            sec.value("urls_file")  # a known key, even when absent (for "did you mean")
-        if not urls and len(errors) == before:
-            sec.error("urls", "at least one Apprise URL is needed (urls or urls_file)")
-        mode = sec.choice("mode", ("fallback", "all"), "fallback")
-        sec.finish()
-        if name in out:
-            sec.error("name", f"duplicate contact name {show(name)} (names must be unique)")
-        elif name:
-            out[name] = Contact(name, tuple(urls), mode == "fallback")
-    return out
-
-
-def _urls_file(sec: Section) -> list[str]:
-    """Apprise URLs from the file named by urls_file: one a line, blank lines and # comments."""
-    text = read_secret_file(sec, "urls_file", sec.string("urls_file"), strip=False)
-    urls: list[str] = []
-    for n, line in enumerate(text.splitlines(), start=1):
-        line = line.strip()
-        if line and not line.startswith("#") and _check_apprise(sec, "urls_file", line,
-                                                                 f"line {n}: "):
-            urls.append(line)
-    return urls
-
-
-def _check_apprise(sec: Section, key: str, url: str, where: str = "") -> bool:
-    # Imported here: Apprise loads its plugin table on first use (~100 ms), which
-    # `onwatch validate` on a config with no contacts should not pay.
-    from notifiers.delivery import apprise_url_problem
-
-    try:
-        problem = apprise_url_problem(url)
-    except ValueError:  # urlsplit on e.g. "json://[::1": its message would quote the URL
-        problem = "is not a valid URL"
-    if problem:
-        sec.error(key, where + problem)
-    return problem is None
 
 
 @dataclass(frozen=True)

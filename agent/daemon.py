@@ -42,17 +42,7 @@ async def serve(config: Config, *, stop: asyncio.Event | None = None) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    try:
-        store = Store.open(config.agent.state_dir)
-    except StoreError as exc:
-        raise StartError(str(exc)) from None
-    try:
-        link_key = links.load_or_create_key(config.agent.state_dir)
-        api_token = config.agent.api_token or links.load_or_create_token(config.agent.state_dir)
-    except OSError as exc:
-        store.close()
-        raise StartError(f"cannot keep secrets in {config.agent.state_dir}: "
-                         f"{exc.strerror or exc}") from None
+    store, link_key, api_token = _open_state(config)
     metrics = Metrics()
     engine = Engine(config, store, metrics, link_key, time.time)
     runner = Runner(config, engine, metrics, time.time)
@@ -70,11 +60,7 @@ async def serve(config: Config, *, stop: asyncio.Event | None = None) -> None:
     (config.agent.state_dir / "agent.addr").write_text(address + "\n")
     scheduler = Scheduler(config.checks, ctx, runner.on_result,
                           max_concurrency=config.agent.max_concurrency)
-    dispatcher = Dispatcher(store, config.contacts, metrics, engine.outbox_wakeup, time.time,
-                            policy=config.delivery, on_unreachable=engine.unreachable,
-                            storm=StormPolicy(config.delivery.storm_threshold,
-                                              config.delivery.storm_window,
-                                              config.delivery.storm_interval))
+    dispatcher = _dispatcher(config, store, metrics, engine)
     dispatcher.start()
     engine_task = asyncio.create_task(engine.run(), name="engine")
     scheduler.start()
@@ -100,6 +86,29 @@ async def serve(config: Config, *, stop: asyncio.Event | None = None) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
         log.info("agent_stopped")
+
+
+def _open_state(config: Config) -> tuple[Store, bytes, str]:
+    """The store, the link-signing key and the API token, or a StartError naming why not."""
+    try:
+        store = Store.open(config.agent.state_dir)
+    except StoreError as exc:
+        raise StartError(str(exc)) from None
+    try:
+        link_key = links.load_or_create_key(config.agent.state_dir)
+        api_token = config.agent.api_token or links.load_or_create_token(config.agent.state_dir)
+    except OSError as exc:
+        store.close()
+        raise StartError(f"cannot keep secrets in {config.agent.state_dir}: "
+                         f"{exc.strerror or exc}") from None
+    return store, link_key, api_token
+
+
+def _dispatcher(config: Config, store: Store, metrics: Metrics, engine: Engine) -> Dispatcher:
+    d = config.delivery
+    return Dispatcher(store, config.contacts, metrics, engine.outbox_wakeup, time.time,
+                      policy=d, on_unreachable=engine.unreachable,
+                      storm=StormPolicy(d.storm_threshold, d.storm_window, d.storm_interval))
 
 
 async def _watchdog() -> None:

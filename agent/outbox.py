@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 
 import structlog
 
-from agent.config import Contact
+from agent.config_contacts import Contact
 from agent.config_notify import DeliveryPolicy
 from agent.incidents import TimelineEntry
 from agent.metrics import Metrics

@@ -355,7 +355,7 @@ class Engine:
                                 tz=self.config.agent.tz, message_id=msg_id, now=now,
                                 overrides=self.config.templates)
             out.append(OutboxMessage(msg_id, inc.id, contact, page.event, m.title, m.body, now,
-                                     now, short=m.short))
+                                     now, short=m.short, link=link or ""))
         return out
 
     def _count_open(self) -> None:

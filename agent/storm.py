@@ -62,8 +62,7 @@ def bundle(msgs: Sequence[OutboxMessage], sms_limit: int = 160) -> Message:
     lines = [f"{len(msgs)} notifications for {len(ids)} incident(s) arrived together:"]
     for m in msgs:
         first = m.body.split("\n", 1)[0]
-        link = next((ln for ln in m.body.split("\n") if ln.startswith("Acknowledge: ")), "")
-        lines.append(f"- {m.title}: {first}" + (f"\n  {link}" if link else ""))
+        lines.append(f"- {m.title}: {first}" + (f"\n  Acknowledge: {m.link}" if m.link else ""))
     lines.append("All of them: onwatch incidents --open")
     short = f"{len(msgs)} onwatch alerts: " + " ".join(f"#{i}" for i in ids)
     if len(short) > sms_limit:

@@ -22,8 +22,9 @@ HEAVY = ("aiohttp", "apprise", "psutil", "dns", "sqlite3")
 
 DETECT = sorted(f"agent.detect.{p.stem}" for p in (ROOT / "agent" / "detect").glob("*.py")
                 if p.stem != "__init__")
-PURE = ["agent.escalation", "agent.incidents", "agent.storm", "agent.detect", *DETECT,
-        "checks.result", "agent.store.records"]
+PURE = ["agent.escalation", "agent.escalation_state", "agent.incidents", "agent.storm",
+        "agent.triage", "agent.vocab", "agent.policy", "agent.calendar", "notifiers.messages",
+        "agent.detect", *DETECT, "checks.result", "agent.store.records"]
 
 # Run in the fresh interpreter: a finder that only watches (it finds nothing itself)
 # records, for the first import of each heavy package, the modules whose top-level

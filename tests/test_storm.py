@@ -37,7 +37,8 @@ def test_gate(sent: list[float], due: int, now: float, expected: tuple[str, floa
 
 def test_bundle_names_every_incident_and_keeps_links() -> None:
     msgs = [OutboxMessage(f"m{i}", i, "alice", "page", f"[DOWN] c{i} - incident #{i}",
-                          f"c{i} is down.\nAcknowledge: http://x/ack/{i}", 0.0, 0.0)
+                          f"c{i} is down.\nAcknowledge: http://x/ack/{i}", 0.0, 0.0,
+                          link=f"http://x/ack/{i}")
             for i in range(1, 41)]
     m = bundle(msgs)
     assert m.title.startswith("[40 alerts] [DOWN] c1")

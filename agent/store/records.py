@@ -16,6 +16,7 @@ class OutboxMessage:
     id: str
     incident_id: int | None
     contact: str
+    #: An `agent.vocab.Event` value (the row keeps it as text).
     event: str
     title: str
     body: str
@@ -29,3 +30,6 @@ class OutboxMessage:
     short: str = ""
     #: JSON list of redacted channels that failed permanently: not tried again.
     dead_channels: str = "[]"
+    #: The acknowledgement link the message carries for its recipient ("" for none):
+    #: a storm bundle keeps it without reading the rendered body.
+    link: str = ""

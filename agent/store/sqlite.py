@@ -69,7 +69,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     delivered_at REAL,
     last_error TEXT,
     short TEXT NOT NULL DEFAULT '',
-    dead_channels TEXT NOT NULL DEFAULT '[]'
+    dead_channels TEXT NOT NULL DEFAULT '[]',
+    link TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (status, next_attempt_at);
 CREATE TABLE IF NOT EXISTS maintenance (
@@ -210,9 +211,9 @@ class Store:
     def enqueue(self, msg: OutboxMessage) -> None:
         self._db.execute(
             "INSERT INTO outbox (id, incident_id, contact, event, title, body, created_at, "
-            "next_attempt_at, short) VALUES (?,?,?,?,?,?,?,?,?)",
+            "next_attempt_at, short, link) VALUES (?,?,?,?,?,?,?,?,?,?)",
             (msg.id, msg.incident_id, msg.contact, msg.event, msg.title, msg.body,
-             msg.created_at, msg.next_attempt_at, msg.short),
+             msg.created_at, msg.next_attempt_at, msg.short, msg.link),
         )
 
     def due_messages(self, now: float, limit: int = 100) -> list[OutboxMessage]:
@@ -297,6 +298,7 @@ def _migrate(conn: sqlite3.Connection) -> None:
         conn.execute("ALTER TABLE incidents ADD COLUMN kind TEXT NOT NULL DEFAULT 'outage'")
     have = {r[1] for r in conn.execute("PRAGMA table_info(outbox)")}
     for column, decl in (("short", "TEXT NOT NULL DEFAULT ''"),
-                         ("dead_channels", "TEXT NOT NULL DEFAULT '[]'")):
+                         ("dead_channels", "TEXT NOT NULL DEFAULT '[]'"),
+                         ("link", "TEXT NOT NULL DEFAULT ''")):
         if column not in have:
             conn.execute(f"ALTER TABLE outbox ADD COLUMN {column} {decl}")

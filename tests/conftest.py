@@ -1,15 +1,36 @@
-"""Fixtures shared by the probe tests."""
+"""Fixtures shared by the tests: local TCP and SMTP servers on 127.0.0.1 port 0, a probe
+context, and no `onwatch run` process outliving its test."""
 
 from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
 
 import pytest
+from aiosmtpd.smtp import SMTP
+
+from checks.base import ProbeContext
+from tests.support import Mailbox, kill_leftovers, login
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 Serve = Callable[..., Awaitable[int]]
+
+
+@pytest.fixture(autouse=True)
+def _no_agent_left_running() -> Iterator[None]:
+    """A test that fails before stopping its agent still leaves no process behind."""
+    yield
+    kill_leftovers()
+
+
+@pytest.fixture
+async def ctx() -> AsyncIterator[ProbeContext]:
+    """The probe context the scheduler would hand a probe, closed after the test."""
+    context = ProbeContext()
+    yield context
+    await context.close()
 
 
 @pytest.fixture
@@ -20,6 +41,38 @@ async def tcp_servers() -> AsyncIterator[Serve]:
 
     async def start(handler: Handler, context: ssl.SSLContext | None = None) -> int:
         server = await asyncio.start_server(handler, "127.0.0.1", 0, ssl=context)
+        servers.append(server)
+        return int(server.sockets[0].getsockname()[1])
+
+    yield start
+    for server in servers:
+        server.close()
+        await server.wait_closed()
+
+
+@pytest.fixture
+async def smtp_servers() -> AsyncIterator[Serve]:
+    """`await start(handler=None, *, starttls=None, implicit=None, login_as=None,
+    hostname="mx.test", **options)`: aiosmtpd in this loop on 127.0.0.1 port 0, returning its
+    port. `handler` defaults to a Mailbox accepting every address; `starttls` offers
+    STARTTLS with that context, `implicit` wraps the listener in TLS, `login_as=(user,
+    password)` accepts that one login; `options` go to aiosmtpd's SMTP. Closed after the
+    test."""
+    servers: list[asyncio.Server] = []
+
+    async def start(handler: Any = None, *, starttls: ssl.SSLContext | None = None,
+                    implicit: ssl.SSLContext | None = None,
+                    login_as: tuple[str, str] | None = None, hostname: str = "mx.test",
+                    **options: Any) -> int:
+        auth = login(*login_as) if login_as else None
+        mailbox = handler if handler is not None else Mailbox()
+
+        def factory() -> SMTP:
+            return SMTP(mailbox, hostname=hostname, tls_context=starttls, authenticator=auth,
+                        **options)
+
+        server = await asyncio.get_running_loop().create_server(
+            factory, "127.0.0.1", 0, ssl=implicit)
         servers.append(server)
         return int(server.sockets[0].getsockname()[1])
 

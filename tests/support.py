@@ -1,36 +1,99 @@
-"""Test helpers: a real `onwatch run` process, a local Apprise receiver, bounded waits."""
+"""Test helpers shared by every test module: bounded waits, free ports, leak checks, a real
+`onwatch run` process and the `onwatch` command, a local Apprise receiver, an aiosmtpd
+mailbox.
+
+Every wait here is bounded in time and in count; every address is loopback.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
+import math
 import os
 import signal
+import socket
+import sqlite3
+import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import psutil
 from aiohttp import web
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 ROOT = Path(__file__).resolve().parent.parent
 
+#: The first pause between two polls; pauses double up to `every`, so a condition the event
+#: loop makes true at once is seen at once, and a slow one is not polled in a busy loop.
+FIRST_POLL = 0.01
 
-async def wait_for(pred: Callable[[], Awaitable[Any]], timeout: float, what: str,
+
+async def wait_for(pred: Callable[[], Any], timeout: float, what: str,
                    every: float = 0.05) -> Any:
-    """Poll `pred` until it returns something truthy; bounded in time (and so in count)."""
+    """Poll `pred` (sync, or async: its result is awaited) until it returns something
+    truthy, and return that. Bounded in time (`timeout` seconds) and so in count."""
     deadline = time.monotonic() + timeout
-    while True:
-        got = await pred()
+    pause = min(FIRST_POLL, every)
+    for _ in range(math.ceil(timeout / pause) + 2):
+        got = pred()
+        if inspect.isawaitable(got):
+            got = await got
         if got:
             return got
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(every)
+            break
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, every)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nobody listens on ("::1" for IPv6 loopback): bound once by us, then
+    released, so connecting to it is refused."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+async def no_leaks(ports: Iterable[int], fds_before: int, timeout: float = 5.0) -> None:
+    """Wait until this process has no TCP connection to any of `ports` and no more open
+    file descriptors than `fds_before` (what a probe must leave behind once it is done)."""
+    me, watched = psutil.Process(), set(ports)
+
+    def client_sockets() -> list[Any]:
+        return [c for c in me.net_connections(kind="tcp") if c.raddr and c.raddr.port in watched]
+
+    await wait_for(lambda: not client_sockets(), timeout, "client sockets still open")
+    await wait_for(lambda: me.num_fds() <= fds_before, timeout, "file descriptors leaked")
+
+
+def query(state: Path, sql: str, *params: Any) -> list[Any]:
+    """Rows from the store in `state`, opened read-only (as the CLI and an operator would)."""
+    db = sqlite3.connect(f"file:{state / 'onwatch.db'}?mode=ro", uri=True)
+    try:
+        return db.execute(sql, params).fetchall()
+    finally:
+        db.close()
+
+
+async def outbox_delivered(state: Path) -> bool:
+    """Whether some message in the store's outbox is marked delivered."""
+    return bool(query(state, "SELECT 1 FROM outbox WHERE status = 'delivered'"))
+
+
+def onwatch(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    """The `onwatch` command (`python -m agent ...`) run from the repository, as a user would."""
+    return subprocess.run([sys.executable, "-m", "agent", *args], capture_output=True,
+                          text=True, timeout=timeout, cwd=ROOT)
 
 
 @dataclass
@@ -89,11 +152,15 @@ class Receiver:
 
 @dataclass
 class AgentProcess:
+    """A real `onwatch run` process: its log (JSON lines from stderr), its HTTP address once
+    started, its state directory, and a bounded stop (SIGTERM, or SIGKILL for a crash)."""
+
     proc: asyncio.subprocess.Process
     config: Path
     log_lines: list[dict[str, Any]] = field(default_factory=list)
     raw_log: list[str] = field(default_factory=list)
     address: str = ""
+    state_dir: Path | None = None  # as the agent logged it in agent_started
     _reader: asyncio.Task[None] | None = None
 
     @property
@@ -122,7 +189,12 @@ class AgentProcess:
                 return float(line.rsplit(" ", 1)[1])
         return None
 
+    async def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """`onwatch ARGS --config <this agent's config>`, off the event loop."""
+        return await asyncio.to_thread(onwatch, *args, "--config", str(self.config))
+
     async def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
+        """Send `sig` and wait for the exit code; killed if it is not gone by `timeout`."""
         if self.proc.returncode is None:
             self.proc.send_signal(sig)
         try:
@@ -136,8 +208,14 @@ class AgentProcess:
         return code
 
 
+#: Every process start_agent started, so that conftest can kill what a test left running.
+STARTED: list[AgentProcess] = []
+
+
 async def start_agent(config_text: str, tmp: Path, *, wait_started: bool = True,
                       timeout: float = 20.0) -> AgentProcess:
+    """Write `config_text` to tmp/onwatch.toml and start `onwatch run` on it; unless
+    wait_started=False, return once it logged agent_started (its address is known)."""
     cfg = tmp / "onwatch.toml"
     cfg.write_text(config_text)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -145,6 +223,7 @@ async def start_agent(config_text: str, tmp: Path, *, wait_started: bool = True,
         sys.executable, "-m", "agent", "run", "--config", str(cfg),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=str(ROOT), env=env)
     agent = AgentProcess(proc, cfg)
+    STARTED.append(agent)
     agent._reader = asyncio.create_task(agent._read())
     if wait_started:
         async def started() -> Any:
@@ -152,6 +231,62 @@ async def start_agent(config_text: str, tmp: Path, *, wait_started: bool = True,
                 raise AssertionError(f"agent exited {proc.returncode}: {agent.raw_log[-20:]}")
             return agent.events("agent_started")
 
-        ev = await wait_for(started, timeout, "agent_started in the log")
+        try:
+            ev = await wait_for(started, timeout, "agent_started in the log")
+        except BaseException:
+            await agent.stop(signal.SIGKILL)
+            raise
         agent.address = ev[0]["listen"]
+        agent.state_dir = Path(ev[0]["state_dir"])
     return agent
+
+
+def kill_leftovers() -> None:
+    """SIGKILL every agent process a test started and did not stop (conftest calls this)."""
+    while STARTED:
+        agent = STARTED.pop()
+        if agent.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(agent.proc.pid, signal.SIGKILL)
+
+
+# --- SMTP ---------------------------------------------------------------------------------
+
+
+class Mailbox:
+    """aiosmtpd handler: accepts RCPT for the `known` addresses only (every address when
+    None), keeps each message's bytes in `messages`, and passes it to `deliver` (as an MDA
+    would) unless `drop` is set."""
+
+    def __init__(self, known: Iterable[str] | None = None,
+                 deliver: Callable[[bytes], None] | None = None) -> None:
+        self.known = None if known is None else set(known)
+        self.deliver = deliver
+        self.drop = False
+        self.messages: list[bytes] = []
+
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
+                          address: str, rcpt_options: list[str]) -> str:
+        if self.known is not None and address not in self.known:
+            return f"550 5.1.1 <{address}>: Recipient address rejected: User unknown"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        assert isinstance(envelope.content, bytes)
+        self.messages.append(envelope.content)
+        if self.deliver is not None and not self.drop:
+            self.deliver(envelope.content)
+        return "250 Message accepted for delivery"
+
+
+def login(user: str, password: str) -> Callable[..., AuthResult]:
+    """An aiosmtpd authenticator accepting this one login; any other gets 535."""
+
+    def authenticator(server: SMTP, session: Session, envelope: Envelope, mechanism: str,
+                      auth_data: Any) -> AuthResult:
+        ok = (isinstance(auth_data, LoginPassword) and auth_data.login == user.encode()
+              and auth_data.password == password.encode())
+        return AuthResult(success=ok, handled=False)  # handled=False: aiosmtpd answers 535
+
+    return authenticator

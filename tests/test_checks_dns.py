@@ -136,13 +136,6 @@ async def server() -> AsyncIterator[Server]:
     await s.close()
 
 
-@pytest.fixture
-async def ctx() -> AsyncIterator[ProbeContext]:
-    context = ProbeContext()
-    yield context
-    await context.close()
-
-
 async def check(spec: DnsSpec, ctx: ProbeContext, timeout: float = 10.0) -> CheckResult:
     return await run_with_deadline(dnscheck.probe, spec, ctx, timeout)
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import stat
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +22,6 @@ from checks.result import CheckResult, ErrorKind
 GiB = 2**30
 #: Thresholds no machine crosses: the real-sample tests must not depend on this one's load.
 LENIENT = HostSpec(disk_free_min=DiskMin(ratio=0.0), memory_max=None)
-
-
-@pytest.fixture
-async def ctx() -> AsyncIterator[ProbeContext]:
-    context = ProbeContext()
-    yield context
-    await context.close()
 
 
 async def check(spec: HostSpec, ctx: ProbeContext, timeout: float = 10.0) -> CheckResult:

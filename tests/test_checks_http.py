@@ -13,7 +13,6 @@ import datetime as dt
 import json
 import re
 import secrets
-import socket
 import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -31,6 +30,7 @@ from checks._httpjson import Condition
 from checks.base import ProbeContext, run_with_deadline
 from checks.http import HttpSpec
 from checks.result import CheckResult, ErrorKind
+from tests.support import free_port, no_leaks
 
 WELCOME = b"<html><h1>Welcome to the shop</h1></html>"
 DOC = {"status": "ok", "queue": {"depth": 12, "name": "orders"}, "items": [{"id": 7}, {"id": 0}],
@@ -138,13 +138,6 @@ class Shop:
 
 
 @pytest.fixture
-async def ctx() -> AsyncIterator[ProbeContext]:
-    context = ProbeContext()
-    yield context
-    await context.close()
-
-
-@pytest.fixture
 async def start_app() -> AsyncIterator[StartApp]:
     """Start an aiohttp app on 127.0.0.1:0 (optionally TLS); returns its base URL."""
     runners: list[web.AppRunner] = []
@@ -175,13 +168,6 @@ async def base(start_app: StartApp, shop: Shop) -> str:
 
 async def check(spec: HttpSpec, ctx: ProbeContext, timeout: float = 10.0) -> CheckResult:
     return await run_with_deadline(http.probe, spec, ctx, timeout)
-
-
-def free_port() -> int:
-    """A port nobody listens on: bound once by us, then released."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def raw_server(answer: bytes) -> tuple[asyncio.Server, int]:
@@ -350,10 +336,6 @@ async def test_no_leaked_sockets(base: str, ctx: ProbeContext) -> None:
     garbage, garbage_port = await raw_server(b"SSH-2.0-OpenSSH_9.6\r\n\r\n")
     me = psutil.Process()
 
-    def client_sockets() -> list[Any]:
-        return [c for c in me.net_connections(kind="tcp")
-                if c.raddr and c.raddr.port in (port, garbage_port)]
-
     assert (await check(HttpSpec(f"{base}/ok"), ctx)).ok  # warm up the session
     fds_before = me.num_fds()
     async with garbage:
@@ -376,8 +358,7 @@ async def test_no_leaked_sockets(base: str, ctx: ProbeContext) -> None:
         assert [r.ok for r in results[-5:]] == [True, False, False, True, False]
         assert [r.ok for r in results[:6]] == [True, False, True, False, False, False]
         assert results[5].error_kind is ErrorKind.TIMEOUT
-        await eventually(lambda: not client_sockets(), "client sockets still open")
-        await eventually(lambda: me.num_fds() <= fds_before, "file descriptors leaked")
+        await no_leaks((port, garbage_port), fds_before)
 
 
 # --- TLS ----------------------------------------------------------------------------------
@@ -697,10 +678,7 @@ async def test_no_leaked_sockets_over_tls(start_app: StartApp, shop: Shop, ctx: 
     assert [r.error_kind for r in results] == [None, None, ErrorKind.TLS, ErrorKind.TIMEOUT,
                                                None]
     assert all("tls_cert_days_left" in r.observations for r in results if r.ok)
-    await eventually(lambda: not [c for c in me.net_connections(kind="tcp")
-                                  if c.raddr and c.raddr.port == port],
-                     "client sockets still open")
-    await eventually(lambda: me.num_fds() <= fds_before, "file descriptors leaked")
+    await no_leaks([port], fds_before)
 
 
 # --- config -------------------------------------------------------------------------------
@@ -817,12 +795,3 @@ def test_json_condition_errors(tmp_path: Path, condition: str, error: str) -> No
     _, errors = parse({"json": ['$.fine == 1', condition]}, tmp_path)
     assert len(errors) == 1, errors
     assert errors[0].startswith(f"checks[0]: json[1]: {json.dumps(condition)}: {error}"), errors
-
-
-async def eventually(condition: Callable[[], bool], what: str, limit: float = 5.0) -> None:
-    """Poll a condition that the event loop makes true soon (bounded in time and count)."""
-    for _ in range(int(limit / 0.01)):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(what)

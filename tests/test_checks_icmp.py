@@ -12,7 +12,6 @@ import shutil
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -43,13 +42,6 @@ def allowed(family: socket.AddressFamily) -> str | None:
 @pytest.fixture(scope="module")
 def may_ping() -> dict[socket.AddressFamily, str | None]:
     return {f: allowed(f) for f in (socket.AF_INET, socket.AF_INET6)}
-
-
-@pytest.fixture
-async def ctx() -> AsyncIterator[ProbeContext]:
-    context = ProbeContext()
-    yield context
-    await context.close()
 
 
 def has_ipv6_loopback() -> bool:

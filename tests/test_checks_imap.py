@@ -8,8 +8,7 @@ Every probe runs under `run_with_deadline`, as the scheduler runs it.
 from __future__ import annotations
 
 import asyncio
-import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,7 @@ from checks.result import CheckResult, ErrorKind
 from tests import dovecot as helper
 from tests.conftest import script
 from tests.dovecot import Dovecot, require_dovecot, running_dovecot
+from tests.support import free_port, no_leaks
 
 pytestmark = pytest.mark.filterwarnings("error::ResourceWarning")
 
@@ -45,13 +45,6 @@ def dovecot(ca: trustme.CA) -> Iterator[Dovecot]:
     with running_dovecot(ca) as d:
         d.deliver(b"From: a@example.com\r\nSubject: hello\r\n\r\nthere is one message\r\n")
         yield d
-
-
-@pytest.fixture
-async def ctx() -> AsyncIterator[ProbeContext]:
-    context = ProbeContext()
-    yield context
-    await context.close()
 
 
 @pytest.fixture
@@ -83,12 +76,6 @@ async def run(spec: ImapSpec | Pop3Spec, ctx: ProbeContext, timeout: float = 10.
               ) -> CheckResult:
     probe = imap.probe if isinstance(spec, ImapSpec) else pop3.probe
     return await run_with_deadline(probe, spec, ctx, timeout)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # --- imap against dovecot -----------------------------------------------------------------
@@ -326,20 +313,7 @@ async def test_no_leaked_sockets(dovecot: Dovecot, raw: Raw, ctx: ProbeContext) 
     assert kinds[:8] == [None, None, ErrorKind.TLS, ErrorKind.TLS, ErrorKind.ASSERTION, None,
                          ErrorKind.PROTOCOL, ErrorKind.TIMEOUT]
 
-    def client_sockets() -> list[Any]:
-        return [c for c in me.net_connections(kind="tcp")
-                if c.raddr and c.raddr.port in ports]
-
-    await eventually(lambda: not client_sockets(), "client sockets still open")
-    await eventually(lambda: me.num_fds() <= fds_before, "file descriptors leaked")
-
-
-async def eventually(condition: Callable[[], bool], what: str, limit: float = 5.0) -> None:
-    for _ in range(int(limit / 0.01)):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(what)
+    await no_leaks(ports, fds_before)
 
 
 # --- the fixture itself -------------------------------------------------------------------

@@ -7,16 +7,14 @@ Every probe runs under `run_with_deadline`, as the scheduler runs it.
 from __future__ import annotations
 
 import asyncio
-import socket
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import psutil
 import pytest
 import trustme
-from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from agent.fields import Section
 from checks import mailflow
@@ -25,7 +23,9 @@ from checks._net import Tls
 from checks.base import ProbeContext, run_with_deadline
 from checks.mailflow import MailflowSpec
 from checks.result import CheckResult, ErrorKind
+from tests.conftest import Serve
 from tests.dovecot import Dovecot, running_dovecot
+from tests.support import Mailbox, free_port, no_leaks
 
 pytestmark = pytest.mark.filterwarnings("error::ResourceWarning")
 
@@ -44,68 +44,25 @@ def dovecot(ca: trustme.CA) -> Iterator[Dovecot]:
         yield d
 
 
-class Relay:
-    """aiosmtpd handler: delivers what it accepts into the dovecot user's Maildir
-    (unless `drop`), as an MDA would."""
-
-    def __init__(self, dovecot: Dovecot) -> None:
-        self.dovecot = dovecot
-        self.drop = False
-        self.received: list[bytes] = []
-
-    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
-                          address: str, rcpt_options: list[str]) -> str:
-        if address != RCPT:
-            return f"550 5.1.1 <{address}>: Recipient address rejected: User unknown"
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        assert isinstance(envelope.content, bytes)
-        self.received.append(envelope.content)
-        if not self.drop:
-            self.dovecot.deliver(envelope.content)
-        return "250 2.0.0 Ok: queued"
-
-
-def authenticator(server: SMTP, session: Session, envelope: Envelope, mechanism: str,
-                  auth_data: Any) -> AuthResult:
-    ok = (isinstance(auth_data, LoginPassword) and auth_data.login == SMTP_USER.encode()
-          and auth_data.password == SMTP_PASSWORD.encode())
-    return AuthResult(success=ok, handled=False)
+@pytest.fixture
+def relay(dovecot: Dovecot) -> Mailbox:
+    """aiosmtpd's handler: delivers what it accepts into the dovecot user's Maildir (unless
+    `drop`), as an MDA would."""
+    return Mailbox(known={RCPT}, deliver=dovecot.deliver)
 
 
 @pytest.fixture
-def relay(dovecot: Dovecot) -> Relay:
-    return Relay(dovecot)
-
-
-@pytest.fixture
-async def smtp_port(relay: Relay, ca: trustme.CA) -> AsyncIterator[int]:
+async def smtp_port(relay: Mailbox, ca: trustme.CA, smtp_servers: Serve) -> int:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("127.0.0.1").configure_cert(context)
-
-    def factory() -> SMTP:
-        return SMTP(relay, hostname="relay.test", tls_context=context,
-                    authenticator=authenticator)
-
-    server = await asyncio.get_running_loop().create_server(factory, "127.0.0.1", 0)
-    yield int(server.sockets[0].getsockname()[1])
-    server.close()
-    await server.wait_closed()
+    return await smtp_servers(relay, starttls=context, login_as=(SMTP_USER, SMTP_PASSWORD),
+                              hostname="relay.test")
 
 
 @pytest.fixture
-async def ctx() -> AsyncIterator[ProbeContext]:
-    context = ProbeContext()
-    yield context
-    await context.close()
-
-
-@pytest.fixture
-async def raw() -> AsyncIterator[Callable[[bytes], Awaitable[int]]]:
-    """A server that sends `greeting` (b"": nothing) and waits for the client to leave."""
-    servers: list[asyncio.Server] = []
+def raw(tcp_servers: Serve) -> Callable[[bytes], Awaitable[int]]:
+    """A server (tests/conftest.py) that sends `greeting` (b"": nothing) and waits for the
+    client to leave."""
 
     async def start(greeting: bytes) -> int:
         async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -114,14 +71,9 @@ async def raw() -> AsyncIterator[Callable[[bytes], Awaitable[int]]]:
                 pass
             writer.close()
 
-        server = await asyncio.start_server(handle, "127.0.0.1", 0)
-        servers.append(server)
-        return int(server.sockets[0].getsockname()[1])
+        return await tcp_servers(handle)
 
-    yield start
-    for server in servers:
-        server.close()
-        await server.wait_closed()
+    return start
 
 
 def spec(d: Dovecot, smtp_port: int, *, imap_port: int | None = None, rcpt: str = RCPT,
@@ -139,12 +91,6 @@ async def check(s: MailflowSpec, ctx: ProbeContext, timeout: float = 15.0) -> Ch
     return await run_with_deadline(mailflow.probe, s, ctx, timeout)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def mail_files(d: Dovecot) -> list[Path]:
     return [p for sub in ("new", "cur") for p in (d.maildir / sub).iterdir()]
 
@@ -152,7 +98,7 @@ def mail_files(d: Dovecot) -> list[Path]:
 # --- passing ------------------------------------------------------------------------------
 
 
-async def test_round_trip(dovecot: Dovecot, relay: Relay, smtp_port: int, ctx: ProbeContext
+async def test_round_trip(dovecot: Dovecot, relay: Mailbox, smtp_port: int, ctx: ProbeContext
                           ) -> None:
     s = spec(dovecot, smtp_port)
     result = await check(s, ctx)
@@ -162,7 +108,7 @@ async def test_round_trip(dovecot: Dovecot, relay: Relay, smtp_port: int, ctx: P
     obs = result.observations
     assert obs["searches"] >= 1 and obs["stale_deleted"] == 0
     assert result.latency_s >= obs["submit_s"] + obs["deliver_s"]
-    [sent] = relay.received
+    [sent] = relay.messages
     assert f"X-Onwatch-Probe: {s.tag_prefix}-".encode() in sent
     assert b"Subject: onwatch mail round trip [onwatch-" in sent
     assert mail_files(dovecot) == []  # found, then deleted
@@ -186,7 +132,7 @@ async def test_leftovers_of_earlier_runs_are_deleted(dovecot: Dovecot, smtp_port
 # --- failing ------------------------------------------------------------------------------
 
 
-async def test_not_found_in_time(dovecot: Dovecot, relay: Relay, smtp_port: int,
+async def test_not_found_in_time(dovecot: Dovecot, relay: Mailbox, smtp_port: int,
                                  ctx: ProbeContext) -> None:
     relay.drop = True  # accepted, never delivered: the outage this kind exists for
     result = await check(spec(dovecot, smtp_port, wait=0.5, poll=0.1), ctx)
@@ -195,7 +141,7 @@ async def test_not_found_in_time(dovecot: Dovecot, relay: Relay, smtp_port: int,
     assert result.observations["searches"] == 6
 
 
-async def test_deadline_before_the_message_arrives(dovecot: Dovecot, relay: Relay,
+async def test_deadline_before_the_message_arrives(dovecot: Dovecot, relay: Mailbox,
                                                    smtp_port: int, ctx: ProbeContext) -> None:
     relay.drop = True
     result = await check(spec(dovecot, smtp_port, wait=30, poll=0.1), ctx, timeout=0.8)
@@ -223,14 +169,14 @@ async def test_deadline_before_the_message_arrives(dovecot: Dovecot, relay: Rela
          "unable to get local issuer certificate"),
     ],
 )
-async def test_refusals(dovecot: Dovecot, relay: Relay, smtp_port: int, ctx: ProbeContext,
+async def test_refusals(dovecot: Dovecot, relay: Mailbox, smtp_port: int, ctx: ProbeContext,
                         change: dict[str, Any], kind: ErrorKind, reason: str) -> None:
     result = await check(spec(dovecot, smtp_port, **change), ctx)
     assert result.error_kind is kind
     assert result.reason.startswith(reason.format(imap=dovecot.imap)), result.reason
     assert "wrong" not in result.reason and SMTP_PASSWORD not in result.reason
     if "rcpt" in change or "smtp_password" in change:
-        assert relay.received == []
+        assert relay.messages == []
 
 
 async def test_connection_failures(dovecot: Dovecot, smtp_port: int, raw: Any,
@@ -254,7 +200,7 @@ async def test_connection_failures(dovecot: Dovecot, smtp_port: int, raw: Any,
     assert result.error_kind is ErrorKind.TIMEOUT
 
 
-async def test_no_leaked_sockets(dovecot: Dovecot, relay: Relay, smtp_port: int, raw: Any,
+async def test_no_leaked_sockets(dovecot: Dovecot, relay: Mailbox, smtp_port: int, raw: Any,
                                  ctx: ProbeContext) -> None:
     silent = await raw(b"")
     ports = {smtp_port, dovecot.imap, silent}
@@ -270,21 +216,7 @@ async def test_no_leaked_sockets(dovecot: Dovecot, relay: Relay, smtp_port: int,
         ]:
             kinds.append((await check(s, ctx, timeout)).error_kind)
     assert kinds[:4] == [None, ErrorKind.ASSERTION, ErrorKind.TLS, ErrorKind.TIMEOUT]
-
-    def client_sockets() -> list[Any]:
-        return [c for c in me.net_connections(kind="tcp")
-                if c.raddr and c.raddr.port in ports]
-
-    await eventually(lambda: not client_sockets(), "client sockets still open")
-    await eventually(lambda: me.num_fds() <= fds_before, "file descriptors leaked")
-
-
-async def eventually(condition: Callable[[], bool], what: str, limit: float = 5.0) -> None:
-    for _ in range(int(limit / 0.01)):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(what)
+    await no_leaks(ports, fds_before)
 
 
 # --- config -------------------------------------------------------------------------------

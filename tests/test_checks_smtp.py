@@ -11,7 +11,7 @@ import asyncio
 import datetime
 import socket
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,6 @@ from typing import Any
 import psutil
 import pytest
 import trustme
-from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from agent.fields import Section
 from checks import smtp
@@ -29,6 +28,7 @@ from checks.base import ProbeContext, run_with_deadline
 from checks.result import CheckResult, ErrorKind
 from checks.smtp import SmtpSpec
 from tests.conftest import script
+from tests.support import Mailbox, free_port, no_leaks
 
 pytestmark = pytest.mark.filterwarnings("error::ResourceWarning")
 
@@ -55,56 +55,18 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
     return Certs(str(ca_file), server)
 
 
-class Mailbox:
-    """aiosmtpd handler: knows one recipient, keeps what it is sent."""
-
-    def __init__(self) -> None:
-        self.messages: list[bytes] = []
-
-    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
-                          address: str, rcpt_options: list[str]) -> str:
-        if address != KNOWN:
-            return f"550 5.1.1 <{address}>: Recipient address rejected: User unknown"
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        assert isinstance(envelope.content, bytes)
-        self.messages.append(envelope.content)
-        return "250 Message accepted for delivery"
-
-
-def authenticator(server: SMTP, session: Session, envelope: Envelope, mechanism: str,
-                  auth_data: Any) -> AuthResult:
-    ok = (isinstance(auth_data, LoginPassword) and auth_data.login == USER.encode()
-          and auth_data.password == PASSWORD.encode())
-    return AuthResult(success=ok, handled=False)  # handled=False: aiosmtpd answers 535
-
-
 Start = Callable[..., Awaitable[int]]
 
 
 @pytest.fixture
-async def smtpd() -> AsyncIterator[Start]:
-    """Start aiosmtpd in this loop on 127.0.0.1:0: `starttls=` offers STARTTLS with that
-    context, `implicit=` wraps the listener in TLS; returns the port."""
-    servers: list[asyncio.Server] = []
+def smtpd(smtp_servers: Start) -> Start:
+    """aiosmtpd (tests/conftest.py) knowing one recipient and accepting USER's login."""
 
-    async def start(handler: Any = None, *, starttls: ssl.SSLContext | None = None,
-                    implicit: ssl.SSLContext | None = None, **options: Any) -> int:
-        def factory() -> SMTP:
-            return SMTP(handler or Mailbox(), hostname="mx.test", tls_context=starttls,
-                        authenticator=authenticator, **options)
+    async def start(handler: Any = None, **options: Any) -> int:
+        return await smtp_servers(handler or Mailbox(known={KNOWN}), login_as=(USER, PASSWORD),
+                                  **options)
 
-        server = await asyncio.get_running_loop().create_server(
-            factory, "127.0.0.1", 0, ssl=implicit)
-        servers.append(server)
-        return int(server.sockets[0].getsockname()[1])
-
-    yield start
-    for server in servers:
-        server.close()
-        await server.wait_closed()
+    return start
 
 
 @pytest.fixture
@@ -112,13 +74,6 @@ def raw(tcp_servers: Callable[[Handler], Awaitable[int]]) -> Callable[[Handler],
     """Local TCP servers on 127.0.0.1:0 (tests/conftest.py)."""
     return tcp_servers
 
-
-
-@pytest.fixture
-async def ctx() -> AsyncIterator[ProbeContext]:
-    context = ProbeContext()
-    yield context
-    await context.close()
 
 
 def spec(port: int, *, tls: Tls | None = None, starttls: str = "require", login: bool = False,
@@ -131,12 +86,6 @@ def spec(port: int, *, tls: Tls | None = None, starttls: str = "require", login:
 
 async def check(s: SmtpSpec, ctx: ProbeContext, timeout: float = 10.0) -> CheckResult:
     return await run_with_deadline(smtp.probe, s, ctx, timeout)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # --- passing ------------------------------------------------------------------------------
@@ -343,21 +292,7 @@ async def test_no_leaked_sockets(smtpd: Start, raw: Any, ctx: ProbeContext, cert
             kinds.append((await check(s, ctx, timeout)).error_kind)
     assert kinds[:7] == [None, ErrorKind.TLS, None, ErrorKind.TLS, ErrorKind.ASSERTION,
                          ErrorKind.PROTOCOL, ErrorKind.TIMEOUT]
-
-    def client_sockets() -> list[Any]:
-        return [c for c in me.net_connections(kind="tcp")
-                if c.raddr and c.raddr.port in ports.values()]
-
-    await eventually(lambda: not client_sockets(), "client sockets still open")
-    await eventually(lambda: me.num_fds() <= fds_before, "file descriptors leaked")
-
-
-async def eventually(condition: Callable[[], bool], what: str, limit: float = 5.0) -> None:
-    for _ in range(int(limit / 0.01)):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(what)
+    await no_leaks(ports.values(), fds_before)
 
 
 # --- config -------------------------------------------------------------------------------

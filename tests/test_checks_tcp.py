@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import datetime
 import re
-import socket
 import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -27,6 +26,7 @@ from checks._net import Tls
 from checks.base import ProbeContext, run_with_deadline
 from checks.result import CheckResult, ErrorKind
 from checks.tcp import Step, TcpSpec, script
+from tests.support import free_port, no_leaks
 
 # An unclosed socket is collected with a ResourceWarning (StreamWriter.__del__ closes
 # it): make that an error, or a probe that forgets to close would pass the leak test.
@@ -55,22 +55,8 @@ def seen() -> Seen:
     return Seen()
 
 
-@pytest.fixture
-async def ctx() -> AsyncIterator[ProbeContext]:
-    context = ProbeContext()
-    yield context
-    await context.close()
-
-
 async def check(spec: TcpSpec, ctx: ProbeContext, timeout: float = 10.0) -> CheckResult:
     return await run_with_deadline(tcp.probe, spec, ctx, timeout)
-
-
-def free_port() -> int:
-    """A port nobody listens on: bound once by us, then released."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def pos_terminal(seen: Seen, answer: bytes, *, hang_after: bool = True) -> Handler:
@@ -227,10 +213,6 @@ async def test_no_leaked_sockets(serve: Serve, ctx: ProbeContext, seen: Seen) ->
     }
     me = psutil.Process()
 
-    def client_sockets() -> list[Any]:
-        return [c for c in me.net_connections(kind="tcp")
-                if c.raddr and c.raddr.port in ports.values()]
-
     fds_before = me.num_fds()
     kinds = []
     for _ in range(5):
@@ -245,8 +227,7 @@ async def test_no_leaked_sockets(serve: Serve, ctx: ProbeContext, seen: Seen) ->
             kinds.append((await check(spec, ctx, timeout)).error_kind)
     assert kinds[:6] == [None, ErrorKind.ASSERTION, ErrorKind.PROTOCOL, ErrorKind.ASSERTION,
                          ErrorKind.TIMEOUT, ErrorKind.CONNECT]
-    await eventually(lambda: not client_sockets(), "client sockets still open")
-    await eventually(lambda: me.num_fds() <= fds_before, "file descriptors leaked")
+    await no_leaks(ports.values(), fds_before)
 
 
 # --- scripts and TLS ----------------------------------------------------------------------
@@ -463,12 +444,7 @@ async def test_no_leaked_sockets_with_tls(serve: Serve, ctx: ProbeContext, certs
             kinds.append((await check(spec, ctx, timeout)).error_kind)
     assert kinds[:5] == [None, ErrorKind.TLS, ErrorKind.TLS, ErrorKind.TIMEOUT, None]
 
-    def client_sockets() -> list[Any]:
-        return [c for c in me.net_connections(kind="tcp")
-                if c.raddr and c.raddr.port in ports.values()]
-
-    await eventually(lambda: not client_sockets(), "client sockets still open")
-    await eventually(lambda: me.num_fds() <= fds_before, "file descriptors leaked")
+    await no_leaks(ports.values(), fds_before)
 
 
 # --- config -------------------------------------------------------------------------------
@@ -542,12 +518,3 @@ def test_parse_steps_and_tls(tmp_path: Path) -> None:
 def test_parse_errors(raw: dict[str, Any], error: str) -> None:
     _, errors = parse(raw)
     assert len(errors) == 1 and errors[0].startswith(error), errors
-
-
-async def eventually(condition: Callable[[], bool], what: str, limit: float = 5.0) -> None:
-    """Poll a condition that the event loop makes true soon (bounded in time and count)."""
-    for _ in range(int(limit / 0.01)):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(what)

@@ -11,10 +11,9 @@ import asyncio
 import contextlib
 import datetime as dt
 import random
-import socket
 import ssl
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +31,7 @@ from checks.base import ProbeContext, run_with_deadline
 from checks.registry import KINDS
 from checks.result import CheckResult, ErrorKind
 from checks.tls import TlsSpec
+from tests.support import free_port, no_leaks
 
 # An unclosed socket is collected with a ResourceWarning: make it an error.
 pytestmark = pytest.mark.filterwarnings("error::ResourceWarning")
@@ -108,21 +108,8 @@ def certs(tmp_path: Path) -> Certs:
     return Certs(tmp_path)
 
 
-@pytest.fixture
-async def ctx() -> AsyncIterator[ProbeContext]:
-    context = ProbeContext()
-    yield context
-    await context.close()
-
-
 async def check(spec: TlsSpec, ctx: ProbeContext, timeout: float = 10.0) -> CheckResult:
     return await run_with_deadline(tls.probe, spec, ctx, timeout)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def date_in(days: float) -> str:
@@ -358,9 +345,6 @@ async def test_no_leaked_sockets(serve: Serve, ctx: ProbeContext, certs: Certs,
     ports = {good, wrong, expired, plain, hang}
     me = psutil.Process()
 
-    def client_sockets() -> list[Any]:
-        return [c for c in me.net_connections(kind="tcp") if c.raddr and c.raddr.port in ports]
-
     fds_before = me.num_fds()
     results = [await check(TlsSpec("127.0.0.1", port, ca_file=certs.ca_file), ctx)
                for port in (good, wrong, expired, plain)]
@@ -368,8 +352,7 @@ async def test_no_leaked_sockets(serve: Serve, ctx: ProbeContext, certs: Certs,
     results.append(await check(TlsSpec("127.0.0.1", free_port()), ctx))
     assert [r.error_kind for r in results] == [
         None, ErrorKind.TLS, ErrorKind.TLS, ErrorKind.TLS, ErrorKind.TIMEOUT, ErrorKind.CONNECT]
-    await eventually(lambda: not client_sockets(), "client sockets still open")
-    await eventually(lambda: me.num_fds() <= fds_before, "file descriptors leaked")
+    await no_leaks(ports, fds_before)
 
 
 # --- the DER reader -----------------------------------------------------------------------
@@ -451,12 +434,3 @@ def test_parse_errors(tmp_path: Path, raw: dict[str, Any], error: str) -> None:
 
 def test_parse_requires_host(tmp_path: Path) -> None:
     assert parse({}, tmp_path)[1] == ["checks[0]: host: is required"]
-
-
-async def eventually(condition: Callable[[], bool], what: str, limit: float = 5.0) -> None:
-    """Poll a condition that the event loop makes true soon (bounded in time and count)."""
-    for _ in range(int(limit / 0.01)):
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(what)

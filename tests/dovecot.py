@@ -33,6 +33,8 @@ from pathlib import Path
 import pytest
 import trustme
 
+from tests.support import free_ports
+
 DOVECOT = "/usr/sbin/dovecot"
 USER = "probe"
 # Quote, backslash and non-ASCII: the IMAP client must quote or send it as a literal.
@@ -78,14 +80,6 @@ class Dovecot:
     def log(self) -> str:
         path = self.root / "dovecot.log"
         return path.read_text(errors="replace") if path.exists() else ""
-
-
-def _free_ports(count: int) -> list[int]:
-    with contextlib.ExitStack() as stack:
-        socks = [stack.enter_context(socket.socket()) for _ in range(count)]
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [int(s.getsockname()[1]) for s in socks]
 
 
 def _config(root: Path, ports: list[int], login_user: str, internal_user: str, uid: int,
@@ -191,7 +185,7 @@ def running_dovecot(ca: trustme.CA) -> Iterator[Dovecot]:
     try:
         ca_file, login, uid, gid, internal = _prepare(root, ca)
         for _attempt in range(3):  # a free port may be taken between probing and binding
-            ports = _free_ports(4)
+            ports = free_ports(4)
             (root / "dovecot.conf").write_text(_config(root, ports, login, internal, uid, gid))
             imap, imaps, pop3, pop3s = ports
             d = Dovecot(root, imap, imaps, pop3, pop3s, ca_file, uid, gid)

@@ -55,13 +55,21 @@ async def wait_for(pred: Callable[[], Any], timeout: float, what: str,
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nobody listens on ("::1" for IPv6 loopback): bound once by us, then
-    released, so connecting to it is refused."""
+def free_ports(count: int, host: str = "127.0.0.1",
+               kind: socket.SocketKind = socket.SOCK_STREAM) -> list[int]:
+    """`count` distinct ports nobody listens on (TCP, or `kind=socket.SOCK_DGRAM`; host "::1"
+    for IPv6 loopback): bound at once by us, then released, so connecting is refused."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket(family, kind)) for _ in range(count)]
+        for s in socks:
+            s.bind((host, 0))
+        return [int(s.getsockname()[1]) for s in socks]
+
+
+def free_port(host: str = "127.0.0.1", kind: socket.SocketKind = socket.SOCK_STREAM) -> int:
+    """One port nobody listens on (see free_ports)."""
+    return free_ports(1, host, kind)[0]
 
 
 async def no_leaks(ports: Iterable[int], fds_before: int, timeout: float = 5.0) -> None:

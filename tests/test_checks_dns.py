@@ -29,6 +29,7 @@ from checks import dns as dnscheck
 from checks.base import ProbeContext, run_with_deadline
 from checks.dns import DnsSpec, fingerprint
 from checks.result import CheckResult, ErrorKind
+from tests.support import free_port, no_leaks
 
 pytestmark = pytest.mark.filterwarnings("error::ResourceWarning")
 
@@ -144,12 +145,6 @@ def at(port: int, name: str = "shop.example.com", rtype: str = "A", **kw: Any) -
     return DnsSpec(name, rtype, ("127.0.0.1", port), **kw)
 
 
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 SHOP = zone(("shop.example.com", 300, "A", "192.0.2.2"), ("shop.example.com", 300, "A",
                                                           "192.0.2.1"))
 
@@ -251,7 +246,7 @@ async def test_no_response_is_a_timeout(server: Server, ctx: ProbeContext) -> No
 
 
 async def test_closed_port_is_refused(ctx: ProbeContext) -> None:
-    port = free_udp_port()
+    port = free_port(kind=socket.SOCK_DGRAM)
     result = await check(at(port), ctx)
     assert result.error_kind is ErrorKind.CONNECT
     assert result.reason == (f"127.0.0.1:{port} refused the query (nothing listens on its "
@@ -346,14 +341,10 @@ async def test_no_leaked_sockets(server: Server, ctx: ProbeContext) -> None:
     kinds = []
     for _ in range(5):
         for spec, timeout in [(at(ok), 10.0), (at(silent), 0.05), (at(garbage), 10.0),
-                              (at(tc), 10.0), (at(free_udp_port()), 10.0)]:
+                              (at(tc), 10.0), (at(free_port(kind=socket.SOCK_DGRAM)), 10.0)]:
             kinds.append((await check(spec, ctx, timeout)).error_kind)
     assert kinds[:5] == [None, ErrorKind.TIMEOUT, ErrorKind.PROTOCOL, None, ErrorKind.CONNECT]
-    for _ in range(500):  # closing is scheduled by the loop: give it a few turns
-        if me.num_fds() <= fds_before:
-            break
-        await asyncio.sleep(0.01)
-    assert me.num_fds() <= fds_before
+    await no_leaks([], fds_before)  # closing is scheduled by the loop: give it turns
 
 
 # --- the system resolver, fingerprints ----------------------------------------------------

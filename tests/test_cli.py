@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from agent.cli import main
-from tests.support import ROOT
+from tests.support import ROOT, onwatch
 
 EXAMPLE = ROOT / "config.example.toml"
-
-
-def onwatch(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "agent", *args], capture_output=True,
-                          text=True, timeout=timeout, cwd=ROOT)
 
 
 def test_example_config_validates(capsys: pytest.CaptureFixture[str]) -> None:

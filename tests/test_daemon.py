@@ -5,12 +5,10 @@ from __future__ import annotations
 import asyncio
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-from tests.support import Receiver, start_agent, wait_for
+from tests.support import Receiver, outbox_delivered, start_agent, wait_for
 from tests.test_e2e import Target
 
 CANARY = "s3cr3t-canary-7f3a"
@@ -52,7 +50,7 @@ async def test_open_incident_survives_kill_and_is_resolved_once(tmp_path: Path) 
     try:
         await wait_for(lambda: _has(receiver, "[DOWN] pos"), 10, "the DOWN page")
         # Let the delivery be recorded, then kill without a chance to clean up.
-        await wait_for(lambda: _delivered(state), 5, "the delivery to be stored")
+        await wait_for(lambda: outbox_delivered(state), 5, "the delivery to be stored")
     finally:
         await first.stop(signal.SIGKILL)
 
@@ -65,10 +63,7 @@ async def test_open_incident_survives_kill_and_is_resolved_once(tmp_path: Path) 
         await wait_for(lambda: _has(receiver, "[RESOLVED] pos"), 10, "the RESOLVED message")
         _, metrics_text = await second.get("/metrics")
         _, health = await second.get("/healthz")
-        cli = [await asyncio.to_thread(
-            subprocess.run, [sys.executable, "-m", "agent", *args, "--config",
-                             str(second.config)], capture_output=True, text=True, timeout=30)
-               for args in (["incidents"], ["show", "1"], ["validate"])]
+        cli = [await second.cli(*args) for args in (["incidents"], ["show", "1"], ["validate"])]
     finally:
         code = await second.stop()
         await target.runner.cleanup()
@@ -96,14 +91,6 @@ async def test_open_incident_survives_kill_and_is_resolved_once(tmp_path: Path) 
 
 async def _has(receiver: Receiver, title: str) -> bool:
     return any(title in t for t in receiver.titles())
-
-
-async def _delivered(state: Path) -> bool:
-    db = sqlite3.connect(f"file:{state / 'onwatch.db'}?mode=ro", uri=True)
-    try:
-        return bool(db.execute("SELECT 1 FROM outbox WHERE status = 'delivered'").fetchone())
-    finally:
-        db.close()
 
 
 async def _runs(agent) -> bool:  # type: ignore[no-untyped-def]

@@ -17,7 +17,7 @@ from agent.metrics import Metrics
 from agent.outbox import Dispatcher, backoff
 from agent.store.records import OutboxMessage
 from agent.store.sqlite import Store
-from tests.support import Receiver, wait_for
+from tests.support import Receiver, onwatch, wait_for
 from tests.test_store import incident
 
 
@@ -160,11 +160,6 @@ async def _failed(store: Store, _: object = None) -> bool:
 
 
 async def test_test_notify_prints_each_channel_outcome_without_secrets(tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
-    from tests.support import ROOT
-
     rx = await Receiver(statuses={"/bad": 403}).start()
     cfg = tmp_path / "c.toml"
     cfg.write_text(f"""
@@ -176,9 +171,7 @@ urls = ["json://bob:hunter2-canary@127.0.0.1:{rx.port}/good",
         "json://127.0.0.1:{rx.port}/bad"]
 """)
     try:
-        res = await asyncio.to_thread(
-            subprocess.run, [sys.executable, "-m", "agent", "test-notify", "alice", "--config",
-                             str(cfg)], capture_output=True, text=True, timeout=30, cwd=ROOT)
+        res = await asyncio.to_thread(onwatch, "test-notify", "alice", "--config", str(cfg))
     finally:
         await rx.close()
     lines = res.stdout.splitlines()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from tests.support import Receiver, start_agent, wait_for
+from tests.support import Receiver, query, start_agent, wait_for
 
 
 class Target:
@@ -66,11 +66,7 @@ severity = "critical"
 
 
 def incidents(state: Path) -> list[tuple[int, str, str]]:
-    db = sqlite3.connect(f"file:{state / 'onwatch.db'}?mode=ro", uri=True)
-    try:
-        return db.execute("SELECT id, check_name, state FROM incidents ORDER BY id").fetchall()
-    finally:
-        db.close()
+    return query(state, "SELECT id, check_name, state FROM incidents ORDER BY id")
 
 
 async def test_outage_is_paged_exported_and_resolved(tmp_path: Path) -> None:

@@ -9,15 +9,20 @@ from __future__ import annotations
 import asyncio
 import re
 import signal
-import sqlite3
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import aiohttp
 
-from tests.support import ROOT, AgentProcess, Receiver, start_agent, wait_for
+from tests.support import (
+    AgentProcess,
+    Receiver,
+    free_port,
+    outbox_delivered,
+    query,
+    start_agent,
+    wait_for,
+)
 
 STEP2_AFTER = 3.0
 
@@ -58,32 +63,12 @@ policy = "chain"
 """
 
 
-def dead_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])  # closed at once: connections are refused
-
-
-async def _delivered(state: Path) -> bool:
-    db = sqlite3.connect(f"file:{state / 'onwatch.db'}?mode=ro", uri=True)
-    try:
-        return bool(db.execute("SELECT 1 FROM outbox WHERE status = 'delivered'").fetchone())
-    finally:
-        db.close()
-
-
 def to(receiver: Receiver, who: str) -> list[dict[str, str]]:
     return [m for m in receiver.messages if m["_path"] == f"/{who}"]
 
 
 def opened_at(state: Path) -> float:
-    db = sqlite3.connect(f"file:{state / 'onwatch.db'}?mode=ro", uri=True)
-    try:
-        return float(db.execute("SELECT opened_at FROM incidents WHERE id = 1").fetchone()[0])
-    finally:
-        db.close()
+    return float(query(state, "SELECT opened_at FROM incidents WHERE id = 1")[0][0])
 
 
 async def _count(receiver: Receiver, who: str, n: int) -> bool:
@@ -93,13 +78,13 @@ async def _count(receiver: Receiver, who: str, n: int) -> bool:
 async def test_kill_9_while_waiting_for_step_2_delivers_it_once(tmp_path: Path) -> None:
     receiver = await Receiver().start()
     state = tmp_path / "state"
-    cfg = config(state, receiver, dead_port=dead_port())
+    cfg = config(state, receiver, dead_port=free_port())
     first = await start_agent(cfg, tmp_path)
     try:
         await wait_for(lambda: _count(receiver, "alice", 1), 10, "step 1 to alice")
         # Killed once step 1 is marked delivered: a kill between Apprise's answer and
         # that mark may repeat a message by design (at-least-once), not tested here.
-        await wait_for(lambda: _delivered(state), 5, "step 1 marked delivered")
+        await wait_for(lambda: outbox_delivered(state), 5, "step 1 marked delivered")
     finally:
         await first.stop(signal.SIGKILL)
     assert to(receiver, "owner") == []
@@ -121,13 +106,13 @@ async def test_step_that_fell_due_while_down_is_sent_promptly_after_restart(tmp_
                                                                             ) -> None:
     receiver = await Receiver().start()
     state = tmp_path / "state"
-    cfg = config(state, receiver, dead_port=dead_port())
+    cfg = config(state, receiver, dead_port=free_port())
     first = await start_agent(cfg, tmp_path)
     try:
         await wait_for(lambda: _count(receiver, "alice", 1), 10, "step 1 to alice")
         # Killed once step 1 is marked delivered: a kill between Apprise's answer and
         # that mark may repeat a message by design (at-least-once), not tested here.
-        await wait_for(lambda: _delivered(state), 5, "step 1 marked delivered")
+        await wait_for(lambda: outbox_delivered(state), 5, "step 1 marked delivered")
     finally:
         await first.stop(signal.SIGKILL)
     await asyncio.sleep(STEP2_AFTER + 0.5)  # the agent is down while step 2 falls due
@@ -146,7 +131,7 @@ async def test_step_that_fell_due_while_down_is_sent_promptly_after_restart(tmp_
 async def test_one_click_link_acknowledges_and_stops_escalation(tmp_path: Path) -> None:
     receiver = await Receiver().start()
     state = tmp_path / "state"
-    agent = await start_agent(config(state, receiver, dead_port=dead_port()), tmp_path)
+    agent = await start_agent(config(state, receiver, dead_port=free_port()), tmp_path)
     try:
         await wait_for(lambda: _count(receiver, "alice", 1), 10, "step 1 to alice")
         page = to(receiver, "alice")[0]["message"]
@@ -181,7 +166,7 @@ async def test_one_click_link_acknowledges_and_stops_escalation(tmp_path: Path) 
 async def test_forged_tampered_expired_links_change_nothing(tmp_path: Path) -> None:
     receiver = await Receiver().start()
     state = tmp_path / "state"
-    agent = await start_agent(config(state, receiver, dead_port=dead_port()), tmp_path)
+    agent = await start_agent(config(state, receiver, dead_port=free_port()), tmp_path)
     try:
         await wait_for(lambda: _count(receiver, "alice", 1), 10, "step 1 to alice")
         url = re.search(r"Acknowledge: (\S+)", to(receiver, "alice")[0]["message"]).group(1)
@@ -209,7 +194,8 @@ async def test_forged_tampered_expired_links_change_nothing(tmp_path: Path) -> N
 
 
 async def incident(agent: AgentProcess, n: int = 1) -> dict:  # type: ignore[type-arg]
-    token = (Path(agent.config).parent / "state" / "api.token").read_text().strip()
+    assert agent.state_dir is not None
+    token = (agent.state_dir / "api.token").read_text().strip()
     async with aiohttp.ClientSession() as s, s.get(
             f"{agent.base_url}/api/v1/incidents/{n}",
             headers={"Authorization": f"Bearer {token}"}) as r:
@@ -219,7 +205,7 @@ async def incident(agent: AgentProcess, n: int = 1) -> dict:  # type: ignore[typ
 
 async def test_api_needs_the_token(tmp_path: Path) -> None:
     receiver = await Receiver().start()
-    agent = await start_agent(config(tmp_path / "state", receiver, dead_port=dead_port()),
+    agent = await start_agent(config(tmp_path / "state", receiver, dead_port=free_port()),
                               tmp_path)
     try:
         async with aiohttp.ClientSession() as s:
@@ -235,32 +221,26 @@ async def test_api_needs_the_token(tmp_path: Path) -> None:
         await receiver.close()
 
 
-def onwatch(cfg: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "agent", *args, "--config", str(cfg)],
-                          capture_output=True, text=True, timeout=30, cwd=ROOT)
-
-
 async def test_cli_ack_note_resolve_and_declare(tmp_path: Path) -> None:
     receiver = await Receiver().start()
-    agent = await start_agent(config(tmp_path / "state", receiver, dead_port=dead_port()),
+    agent = await start_agent(config(tmp_path / "state", receiver, dead_port=free_port()),
                               tmp_path)
-    cfg = Path(agent.config)
     try:
         await wait_for(lambda: _count(receiver, "alice", 1), 10, "step 1 to alice")
-        res = await asyncio.to_thread(onwatch, cfg, "ack", "1", "--by", "bob")
+        res = await agent.cli("ack", "1", "--by", "bob")
         assert res.returncode == 0 and "acknowledged by bob" in res.stdout, res.stderr
-        res = await asyncio.to_thread(onwatch, cfg, "ack", "1")
+        res = await agent.cli("ack", "1")
         assert res.returncode == 1 and "already acknowledged by bob" in res.stderr
-        res = await asyncio.to_thread(onwatch, cfg, "note", "1", "rebooted", "the", "router")
+        res = await agent.cli("note", "1", "rebooted", "the", "router")
         assert res.returncode == 0, res.stderr
-        res = await asyncio.to_thread(onwatch, cfg, "resolve", "1", "--cause", "router hung",
-                                      "--fix", "power cycle", "--by", "bob")
+        res = await agent.cli("resolve", "1", "--cause", "router hung", "--fix", "power cycle",
+                              "--by", "bob")
         assert res.returncode == 0, res.stderr
-        res = await asyncio.to_thread(onwatch, cfg, "declare", "--title", "Suspected breach",
-                                      "--severity", "critical", "--policy", "chain")
+        res = await agent.cli("declare", "--title", "Suspected breach", "--severity", "critical",
+                              "--policy", "chain")
         assert res.returncode == 0 and "declared incident #2" in res.stdout, res.stderr
         await wait_for(lambda: _count(receiver, "alice", 3), 10, "the declared incident's page")
-        res = await asyncio.to_thread(onwatch, cfg, "show", "1")
+        res = await agent.cli("show", "1")
         assert "acknowledged by bob via cli" in res.stdout
         assert "rebooted the router" in res.stdout
         assert "Cause: router hung. Fix: power cycle" in res.stdout

@@ -3,16 +3,9 @@ with no account anywhere, its page landing in the agent's own /inbox."""
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
-from tests.support import ROOT, start_agent, wait_for
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.support import ROOT, free_port, start_agent, wait_for
 
 
 async def test_example_config_pages_its_own_inbox(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
+import trustme
 from aiosmtpd.smtp import SMTP
 
 from checks.base import ProbeContext
@@ -33,32 +34,48 @@ async def ctx() -> AsyncIterator[ProbeContext]:
     await context.close()
 
 
-@pytest.fixture
-async def tcp_servers() -> AsyncIterator[Serve]:
-    """`await start(handler, ssl_context=None)`: a TCP server (TLS when given a context) on
-    127.0.0.1 port 0, returning its port; every server is closed after the test."""
-    servers: list[asyncio.Server] = []
+class Listeners:
+    """The local servers a test started, closed after it."""
 
-    async def start(handler: Handler, context: ssl.SSLContext | None = None) -> int:
-        server = await asyncio.start_server(handler, "127.0.0.1", 0, ssl=context)
-        servers.append(server)
+    def __init__(self) -> None:
+        self.servers: list[asyncio.Server] = []
+
+    def port(self, server: asyncio.Server) -> int:
+        self.servers.append(server)
         return int(server.sockets[0].getsockname()[1])
 
-    yield start
-    for server in servers:
-        server.close()
-        await server.wait_closed()
+    async def close(self) -> None:
+        for server in self.servers:
+            server.close()
+            await server.wait_closed()
 
 
 @pytest.fixture
-async def smtp_servers() -> AsyncIterator[Serve]:
+async def listeners() -> AsyncIterator[Listeners]:
+    tracked = Listeners()
+    yield tracked
+    await tracked.close()
+
+
+@pytest.fixture
+def tcp_servers(listeners: Listeners) -> Serve:
+    """`await start(handler, ssl_context=None)`: a TCP server (TLS when given a context) on
+    127.0.0.1 port 0, returning its port; every server is closed after the test."""
+
+    async def start(handler: Handler, context: ssl.SSLContext | None = None) -> int:
+        return listeners.port(await asyncio.start_server(handler, "127.0.0.1", 0, ssl=context))
+
+    return start
+
+
+@pytest.fixture
+def smtp_servers(listeners: Listeners) -> Serve:
     """`await start(handler=None, *, starttls=None, implicit=None, login_as=None,
     hostname="mx.test", **options)`: aiosmtpd in this loop on 127.0.0.1 port 0, returning its
     port. `handler` defaults to a Mailbox accepting every address; `starttls` offers
     STARTTLS with that context, `implicit` wraps the listener in TLS, `login_as=(user,
     password)` accepts that one login; `options` go to aiosmtpd's SMTP. Closed after the
     test."""
-    servers: list[asyncio.Server] = []
 
     async def start(handler: Any = None, *, starttls: ssl.SSLContext | None = None,
                     implicit: ssl.SSLContext | None = None,
@@ -71,15 +88,16 @@ async def smtp_servers() -> AsyncIterator[Serve]:
             return SMTP(mailbox, hostname=hostname, tls_context=starttls, authenticator=auth,
                         **options)
 
-        server = await asyncio.get_running_loop().create_server(
-            factory, "127.0.0.1", 0, ssl=implicit)
-        servers.append(server)
-        return int(server.sockets[0].getsockname()[1])
+        loop = asyncio.get_running_loop()
+        return listeners.port(await loop.create_server(factory, "127.0.0.1", 0, ssl=implicit))
 
-    yield start
-    for server in servers:
-        server.close()
-        await server.wait_closed()
+    return start
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    """A certificate authority for the module's local TLS servers (dovecot's, aiosmtpd's)."""
+    return trustme.CA()
 
 
 def script(*answers: bytes, linger: bool = True) -> Handler:

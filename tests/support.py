@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import inspect
 import json
 import math
@@ -16,6 +17,7 @@ import os
 import signal
 import socket
 import sqlite3
+import ssl
 import subprocess
 import sys
 import time
@@ -26,6 +28,7 @@ from typing import Any
 
 import aiohttp
 import psutil
+import trustme
 from aiohttp import web
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
@@ -82,6 +85,25 @@ async def no_leaks(ports: Iterable[int], fds_before: int, timeout: float = 5.0) 
 
     await wait_for(lambda: not client_sockets(), timeout, "client sockets still open")
     await wait_for(lambda: me.num_fds() <= fds_before, timeout, "file descriptors leaked")
+
+
+@dataclass
+class LocalCerts:
+    ca: trustme.CA
+    ca_file: str  # the CA's certificate, for a probe's ca_file
+    server: ssl.SSLContext  # a server certificate for 127.0.0.1 and localhost, from `ca`
+
+
+def local_certs(directory: Path, days: int) -> LocalCerts:
+    """A new CA (its PEM written into `directory`) and a server context whose certificate
+    expires in `days` days."""
+    ca = trustme.CA()
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    expires = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=days)
+    ca.issue_cert("127.0.0.1", "localhost", not_after=expires).configure_cert(server)
+    ca_file = directory / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    return LocalCerts(ca, str(ca_file), server)
 
 
 def query(state: Path, sql: str, *params: Any) -> list[Any]:

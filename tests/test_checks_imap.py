@@ -36,11 +36,6 @@ Raw = Callable[[Handler], Awaitable[int]]
 
 
 @pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture(scope="module")
 def dovecot(ca: trustme.CA) -> Iterator[Dovecot]:
     with running_dovecot(ca) as d:
         d.deliver(b"From: a@example.com\r\nSubject: hello\r\n\r\nthere is one message\r\n")

@@ -34,11 +34,6 @@ SMTP_USER, SMTP_PASSWORD = "monitor", "smtp-s3cret"
 
 
 @pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture(scope="module")
 def dovecot(ca: trustme.CA) -> Iterator[Dovecot]:
     with running_dovecot(ca) as d:
         yield d

@@ -8,17 +8,13 @@ Every probe runs under `run_with_deadline`, as the scheduler runs it.
 from __future__ import annotations
 
 import asyncio
-import datetime
 import socket
-import ssl
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psutil
 import pytest
-import trustme
 
 from agent.fields import Section
 from checks import smtp
@@ -28,7 +24,7 @@ from checks.base import ProbeContext, run_with_deadline
 from checks.result import CheckResult, ErrorKind
 from checks.smtp import SmtpSpec
 from tests.conftest import script
-from tests.support import Mailbox, free_port, no_leaks
+from tests.support import LocalCerts, Mailbox, free_port, local_certs, no_leaks
 
 pytestmark = pytest.mark.filterwarnings("error::ResourceWarning")
 
@@ -38,21 +34,9 @@ KNOWN = "info@example.com"
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 
-@dataclass
-class Certs:
-    ca_file: str
-    server: ssl.SSLContext
-
-
 @pytest.fixture(scope="module")
-def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
-    ca = trustme.CA()
-    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    expires = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=30)
-    ca.issue_cert("127.0.0.1", "localhost", not_after=expires).configure_cert(server)
-    ca_file = tmp_path_factory.mktemp("smtp-ca") / "ca.pem"
-    ca.cert_pem.write_to_path(str(ca_file))
-    return Certs(str(ca_file), server)
+def certs(tmp_path_factory: pytest.TempPathFactory) -> LocalCerts:
+    return local_certs(tmp_path_factory.mktemp("smtp-ca"), days=30)
 
 
 Start = Callable[..., Awaitable[int]]
@@ -91,7 +75,7 @@ async def check(s: SmtpSpec, ctx: ProbeContext, timeout: float = 10.0) -> CheckR
 # --- passing ------------------------------------------------------------------------------
 
 
-async def test_starttls_auth_and_rcpt(smtpd: Start, ctx: ProbeContext, certs: Certs) -> None:
+async def test_starttls_auth_and_rcpt(smtpd: Start, ctx: ProbeContext, certs: LocalCerts) -> None:
     box = Mailbox()
     port = await smtpd(box, starttls=certs.server)
     result = await check(spec(port, tls=Tls(ca_file=certs.ca_file), login=True, rcpt=KNOWN), ctx)
@@ -103,14 +87,14 @@ async def test_starttls_auth_and_rcpt(smtpd: Start, ctx: ProbeContext, certs: Ce
 
 
 async def test_auth_login_when_plain_is_not_offered(smtpd: Start, ctx: ProbeContext,
-                                                    certs: Certs) -> None:
+                                                    certs: LocalCerts) -> None:
     port = await smtpd(starttls=certs.server, auth_exclude_mechanism=["PLAIN"])
     result = await check(spec(port, tls=Tls(ca_file=certs.ca_file), login=True), ctx)
     assert result.ok, result.reason
     assert result.reason == "SMTP ok (STARTTLS, AUTH)"
 
 
-async def test_implicit_tls(smtpd: Start, ctx: ProbeContext, certs: Certs) -> None:
+async def test_implicit_tls(smtpd: Start, ctx: ProbeContext, certs: LocalCerts) -> None:
     # aiosmtpd does not see that a listener's TLS is TLS: let it offer AUTH anyway.
     port = await smtpd(implicit=certs.server, auth_require_tls=False)
     result = await check(spec(port, tls=Tls(implicit=True, ca_file=certs.ca_file), login=True),
@@ -207,7 +191,7 @@ async def test_no_password_in_clear(smtpd: Start, ctx: ProbeContext) -> None:
     assert (await check(spec(port, starttls="off", login=True), ctx)).ok
 
 
-async def test_auth_refused(smtpd: Start, ctx: ProbeContext, certs: Certs) -> None:
+async def test_auth_refused(smtpd: Start, ctx: ProbeContext, certs: LocalCerts) -> None:
     port = await smtpd(starttls=certs.server)
     wrong = "not-" + PASSWORD
     result = await check(spec(port, tls=Tls(ca_file=certs.ca_file), login=True, password=wrong),
@@ -250,7 +234,7 @@ async def test_rcpt_refused(smtpd: Start, ctx: ProbeContext) -> None:
 
 
 async def test_starttls_certificate_not_trusted(smtpd: Start, ctx: ProbeContext,
-                                                certs: Certs) -> None:
+                                                certs: LocalCerts) -> None:
     port = await smtpd(starttls=certs.server)
     result = await check(spec(port), ctx)  # the system store does not know the test CA
     assert result.error_kind is ErrorKind.TLS
@@ -259,14 +243,14 @@ async def test_starttls_certificate_not_trusted(smtpd: Start, ctx: ProbeContext,
 
 
 async def test_implicit_tls_to_a_plaintext_server(smtpd: Start, ctx: ProbeContext,
-                                                  certs: Certs) -> None:
+                                                  certs: LocalCerts) -> None:
     port = await smtpd()
     result = await check(spec(port, tls=Tls(implicit=True, ca_file=certs.ca_file)), ctx)
     assert result.error_kind is ErrorKind.TLS
     assert result.reason.startswith(f"TLS handshake with 127.0.0.1:{port} failed: ")
 
 
-async def test_no_leaked_sockets(smtpd: Start, raw: Any, ctx: ProbeContext, certs: Certs
+async def test_no_leaked_sockets(smtpd: Start, raw: Any, ctx: ProbeContext, certs: LocalCerts
                                  ) -> None:
     ports = {
         "starttls": await smtpd(starttls=certs.server),

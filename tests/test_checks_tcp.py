@@ -7,18 +7,15 @@ hangs shows up as a failed assertion on a `timeout` result, not as a stuck test.
 from __future__ import annotations
 
 import asyncio
-import datetime
 import re
 import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psutil
 import pytest
-import trustme
 
 from agent.fields import Section
 from checks import tcp
@@ -26,7 +23,7 @@ from checks._net import Tls
 from checks.base import ProbeContext, run_with_deadline
 from checks.result import CheckResult, ErrorKind
 from checks.tcp import Step, TcpSpec, script
-from tests.support import free_port, no_leaks
+from tests.support import LocalCerts, free_port, local_certs, no_leaks
 
 # An unclosed socket is collected with a ResourceWarning (StreamWriter.__del__ closes
 # it): make that an error, or a probe that forgets to close would pass the leak test.
@@ -233,22 +230,9 @@ async def test_no_leaked_sockets(serve: Serve, ctx: ProbeContext, seen: Seen) ->
 # --- scripts and TLS ----------------------------------------------------------------------
 
 
-@dataclass
-class Certs:
-    ca: trustme.CA
-    ca_file: str
-    server: ssl.SSLContext  # a certificate for 127.0.0.1 and localhost, from `ca`
-
-
 @pytest.fixture(scope="module")
-def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
-    ca = trustme.CA()
-    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    expires = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=90)
-    ca.issue_cert("127.0.0.1", "localhost", not_after=expires).configure_cert(server)
-    ca_file = tmp_path_factory.mktemp("tcp-ca") / "ca.pem"
-    ca.cert_pem.write_to_path(str(ca_file))
-    return Certs(ca, str(ca_file), server)
+def certs(tmp_path_factory: pytest.TempPathFactory) -> LocalCerts:
+    return local_certs(tmp_path_factory.mktemp("tcp-ca"), days=90)
 
 
 def gateway(seen: Seen, *, tls: ssl.SSLContext | None = None, approve: bytes = b"APPROVED 0042\r\n",
@@ -314,7 +298,7 @@ async def test_script_server_hangs_up_midway(serve: Serve, ctx: ProbeContext) ->
                              "before sending b'AUTH OK'")
 
 
-async def test_implicit_tls(serve: Serve, ctx: ProbeContext, seen: Seen, certs: Certs) -> None:
+async def test_implicit_tls(serve: Serve, ctx: ProbeContext, seen: Seen, certs: LocalCerts) -> None:
     port = await serve_tls(serve, pos_terminal(seen, b"PONG\r\n"), certs.server)
     spec = TcpSpec("127.0.0.1", port, script(b"PING\r\n", b"PONG"),
                    tls=Tls(implicit=True, ca_file=certs.ca_file))
@@ -326,7 +310,8 @@ async def test_implicit_tls(serve: Serve, ctx: ProbeContext, seen: Seen, certs: 
     await asyncio.wait_for(seen.client_gone.wait(), 5)
 
 
-async def test_starttls_step(serve: Serve, ctx: ProbeContext, seen: Seen, certs: Certs) -> None:
+async def test_starttls_step(serve: Serve, ctx: ProbeContext, seen: Seen,
+                             certs: LocalCerts) -> None:
     port = await serve(gateway(seen, tls=certs.server))
     steps = (Step(expect=b"READY"), Step(send=b"STARTTLS\r\n"), Step(expect=b"GO TLS\r\n"),
              Step(starttls=True), *SALE[1:])
@@ -337,7 +322,7 @@ async def test_starttls_step(serve: Serve, ctx: ProbeContext, seen: Seen, certs:
 
 
 async def test_starttls_refuses_plaintext_sent_before_tls(serve: Serve, ctx: ProbeContext,
-                                                          seen: Seen, certs: Certs) -> None:
+                                                          seen: Seen, certs: LocalCerts) -> None:
     port = await serve(gateway(seen, tls=certs.server, early=b"AUTH OK\r\n"))
     steps = (Step(expect=b"READY"), Step(send=b"STARTTLS\r\n"), Step(expect=b"GO TLS\r\n"),
              Step(starttls=True), *SALE[1:])
@@ -346,7 +331,8 @@ async def test_starttls_refuses_plaintext_sent_before_tls(serve: Serve, ctx: Pro
     assert result.reason == f"step 4: 127.0.0.1:{port} sent b'AUTH OK\\r\\n' before TLS started"
 
 
-async def test_tls_untrusted_certificate(serve: Serve, ctx: ProbeContext, certs: Certs) -> None:
+async def test_tls_untrusted_certificate(serve: Serve, ctx: ProbeContext,
+                                         certs: LocalCerts) -> None:
     port = await serve_tls(serve, pos_terminal(Seen(), b"PONG\r\n"), certs.server)
     spec = TcpSpec("127.0.0.1", port, script(b"PING\r\n", b"PONG"), tls=Tls(implicit=True))
     result = await check(spec, ctx)  # the system store does not know the test CA
@@ -358,7 +344,7 @@ async def test_tls_untrusted_certificate(serve: Serve, ctx: ProbeContext, certs:
     assert (await check(unverified, ctx)).ok
 
 
-async def test_tls_name_mismatch(serve: Serve, ctx: ProbeContext, certs: Certs) -> None:
+async def test_tls_name_mismatch(serve: Serve, ctx: ProbeContext, certs: LocalCerts) -> None:
     port = await serve_tls(serve, pos_terminal(Seen(), b"PONG\r\n"), certs.server)
     spec = TcpSpec("127.0.0.1", port, script(b"PING\r\n", b"PONG"),
                    tls=Tls(implicit=True, ca_file=certs.ca_file, server_name="pos.example.com"))
@@ -367,7 +353,8 @@ async def test_tls_name_mismatch(serve: Serve, ctx: ProbeContext, certs: Certs) 
     assert "Hostname mismatch" in result.reason and "pos.example.com" in result.reason
 
 
-async def test_tls_to_a_plaintext_server(serve: Serve, ctx: ProbeContext, certs: Certs) -> None:
+async def test_tls_to_a_plaintext_server(serve: Serve, ctx: ProbeContext,
+                                         certs: LocalCerts) -> None:
     async def plaintext(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(b"GW1 READY\r\n")
         await reader.read(1 << 16)  # the ClientHello, taken for a command
@@ -381,7 +368,7 @@ async def test_tls_to_a_plaintext_server(serve: Serve, ctx: ProbeContext, certs:
 
 
 async def test_tls_handshake_that_never_ends_is_a_timeout(serve: Serve, ctx: ProbeContext,
-                                                          seen: Seen, certs: Certs) -> None:
+                                                          seen: Seen, certs: LocalCerts) -> None:
     port = await serve(silent_then_gone(seen))
     spec = TcpSpec("127.0.0.1", port, tls=Tls(implicit=True, ca_file=certs.ca_file))
     result = await asyncio.wait_for(run_with_deadline(tcp.probe, spec, ctx, 0.3), 5)
@@ -418,7 +405,8 @@ async def _close_tls_servers() -> AsyncIterator[None]:
         await server.wait_closed()
 
 
-async def test_no_leaked_sockets_with_tls(serve: Serve, ctx: ProbeContext, certs: Certs) -> None:
+async def test_no_leaked_sockets_with_tls(serve: Serve, ctx: ProbeContext,
+                                          certs: LocalCerts) -> None:
     ports = {
         "tls": await serve_tls(serve, pos_terminal(Seen(), b"PONG\r\n"), certs.server),
         "plain": await serve(pos_terminal(Seen(), b"PONG\r\n")),

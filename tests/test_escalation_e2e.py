@@ -75,18 +75,25 @@ async def _count(receiver: Receiver, who: str, n: int) -> bool:
     return len(to(receiver, who)) >= n
 
 
-async def test_kill_9_while_waiting_for_step_2_delivers_it_once(tmp_path: Path) -> None:
-    receiver = await Receiver().start()
-    state = tmp_path / "state"
-    cfg = config(state, receiver, dead_port=free_port())
+async def _killed_after_step_1(cfg: str, tmp_path: Path, receiver: Receiver) -> None:
+    """Run the agent until step 1 is delivered and marked so, then SIGKILL it."""
     first = await start_agent(cfg, tmp_path)
     try:
         await wait_for(lambda: _count(receiver, "alice", 1), 10, "step 1 to alice")
         # Killed once step 1 is marked delivered: a kill between Apprise's answer and
         # that mark may repeat a message by design (at-least-once), not tested here.
+        state = first.state_dir
+        assert state is not None
         await wait_for(lambda: outbox_delivered(state), 5, "step 1 marked delivered")
     finally:
         await first.stop(signal.SIGKILL)
+
+
+async def test_kill_9_while_waiting_for_step_2_delivers_it_once(tmp_path: Path) -> None:
+    receiver = await Receiver().start()
+    state = tmp_path / "state"
+    cfg = config(state, receiver, dead_port=free_port())
+    await _killed_after_step_1(cfg, tmp_path, receiver)
     assert to(receiver, "owner") == []
     second = await start_agent(cfg, tmp_path)
     try:
@@ -107,14 +114,7 @@ async def test_step_that_fell_due_while_down_is_sent_promptly_after_restart(tmp_
     receiver = await Receiver().start()
     state = tmp_path / "state"
     cfg = config(state, receiver, dead_port=free_port())
-    first = await start_agent(cfg, tmp_path)
-    try:
-        await wait_for(lambda: _count(receiver, "alice", 1), 10, "step 1 to alice")
-        # Killed once step 1 is marked delivered: a kill between Apprise's answer and
-        # that mark may repeat a message by design (at-least-once), not tested here.
-        await wait_for(lambda: outbox_delivered(state), 5, "step 1 marked delivered")
-    finally:
-        await first.stop(signal.SIGKILL)
+    await _killed_after_step_1(cfg, tmp_path, receiver)
     await asyncio.sleep(STEP2_AFTER + 0.5)  # the agent is down while step 2 falls due
     restarted = time.time()
     second = await start_agent(cfg, tmp_path)

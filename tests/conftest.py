@@ -4,8 +4,9 @@ context, and no `onwatch run` process outliving its test."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -19,11 +20,21 @@ Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]
 Serve = Callable[..., Awaitable[int]]
 
 
-@pytest.fixture(autouse=True)
-def _no_agent_left_running() -> Iterator[None]:
-    """A test that fails before stopping its agent still leaves no process behind."""
+@pytest.fixture
+async def _no_agent_left_running() -> AsyncIterator[None]:
+    """A test that fails before stopping its agent still leaves no process behind (killed
+    in the test's own event loop, so its pipes are closed too)."""
     yield
-    kill_leftovers()
+    await kill_leftovers()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Only an async test can start an agent: sync tests are spared an event loop.
+    for item in items:
+        if (inspect.iscoroutinefunction(getattr(item, "function", None))
+                and isinstance(item, pytest.Function)
+                and "_no_agent_left_running" not in item.fixturenames):
+            item.fixturenames.append("_no_agent_left_running")
 
 
 @pytest.fixture

@@ -44,7 +44,7 @@ async def wait_for(pred: Callable[[], Any], timeout: float, what: str,
     """Poll `pred` (sync, or async: its result is awaited) until it returns something
     truthy, and return that. Bounded in time (`timeout` seconds) and so in count."""
     deadline = time.monotonic() + timeout
-    pause = min(FIRST_POLL, every)
+    pause = max(min(FIRST_POLL, every), 0.001)
     for _ in range(math.ceil(timeout / pause) + 2):
         got = pred()
         if inspect.isawaitable(got):
@@ -271,13 +271,12 @@ async def start_agent(config_text: str, tmp: Path, *, wait_started: bool = True,
     return agent
 
 
-def kill_leftovers() -> None:
+async def kill_leftovers() -> None:
     """SIGKILL every agent process a test started and did not stop (conftest calls this)."""
     while STARTED:
         agent = STARTED.pop()
         if agent.proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(agent.proc.pid, signal.SIGKILL)
+            await agent.stop(signal.SIGKILL)
 
 
 # --- SMTP ---------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from types import MappingProxyType
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from agent import config_contacts, config_detect, config_escalation, config_notify
+from agent import config_contacts, config_detect, config_escalation, config_intake, config_notify
 from agent.config_contacts import Contact
 from agent.config_escalation import Named
 from agent.config_notify import DeliveryPolicy
@@ -110,6 +110,8 @@ class Config:
     templates: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     #: Maintenance windows from the config (more are opened at run time, in the store).
     maintenance: tuple[MaintenanceWindow, ...] = ()
+    #: [intake]: alerts from Alertmanager and webhooks; None: the intake is off.
+    intake: config_intake.IntakeConfig | None = None
 
     def check(self, name: str) -> CheckConfig | None:
         return next((c for c in self.checks if c.name == name), None)
@@ -165,12 +167,13 @@ def parse(raw: Mapping[str, Any], path: Path) -> Config:
     windows = config_detect.maintenance(_items(root, "maintenance"), root, agent.tz, checks)
     delivery = config_notify.delivery(_table(root, "notifications"))
     templates = config_notify.templates(_table(root, "templates"))
+    intake = config_intake.parse(root, lambda key: _table(root, key), frozenset(esc.policies))
     defaults.finish()
     root.finish()
     if errors:
         raise ConfigError(path, errors)
     return Config(path, agent, MappingProxyType(contacts), checks, esc, delivery,
-                  MappingProxyType(templates), windows)
+                  MappingProxyType(templates), windows, intake)
 
 
 def _table(root: Section, key: str) -> Section:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 
 import structlog
 
-from agent import escalation, incidents, links, triage
+from agent import alerts, escalation, incidents, links, triage
 from agent.calendar import resolve_targets
 from agent.config import CheckConfig, Config
 from agent.detect.maintenance import MaintenanceWindow
@@ -30,6 +30,7 @@ from agent.detect.outage import Health
 from agent.detect.pipeline import CheckSignal, Held, OutageChange
 from agent.escalation import EscalationState, Page
 from agent.incidents import Incident, State, TimelineEntry, Transition
+from agent.intake import AlertEvent
 from agent.metrics import Metrics
 from agent.policy import EscalationStep, Policy, Route
 from agent.store.records import OutboxMessage
@@ -231,6 +232,7 @@ class Engine:
             pages += escalation.on_resolved(inc, state, self.policy(inc),
                                             self.config.escalation.roles, now)
         self._persist(inc, state, entries, pages, now)
+        self.metrics.incidents.changed(tr.notify, inc, pages, now)
         if inc.is_open and state is not None:
             self._live[inc.id] = Live(inc, state, wake)
         else:
@@ -273,6 +275,25 @@ class Engine:
         tr = incidents.declare(new_id=self.store.next_incident_id(), title=title,
                                severity=severity, by=by, reason=reason or title, now=self.clock())
         return self.apply(replace(tr, incident=replace(tr.incident, policy=name)))
+
+    def on_alert(self, ev: AlertEvent) -> str:
+        """An alert sent in (Alertmanager, a webhook): open, update or resolve its incident.
+
+        Returns the outcome (`alerts.OUTCOMES`). The policy: the one the alert names,
+        else the severity's route, else the intake's (`[intake] policy`).
+        """
+        current = next((lv.incident for lv in self._live.values() if lv.incident.key == ev.key),
+                       None) or self.store.latest_by_key(ev.key)
+        tr, outcome = alerts.on_alert(current, ev, now=self.clock(),
+                                      new_id=self.store.next_incident_id())
+        if tr is not None and tr.notify is Change.OPENED:
+            route = self.route(ev.severity)
+            fallback = self.config.intake.policy if self.config.intake else ""
+            name = ev.policy or (route.policy if route is not None else None) or fallback
+            tr = replace(tr, incident=replace(tr.incident, policy=name))
+        if tr is not None:
+            self.apply(tr)
+        return outcome
 
     def unreachable(self, incident_id: int, contact: str, event: str) -> None:
         """The outbox could reach `contact` on no channel: page the next step now."""
@@ -364,3 +385,4 @@ class Engine:
             counts[lv.incident.severity] = counts.get(lv.incident.severity, 0) + 1
         for sev, n in counts.items():
             self.metrics.incidents_open.labels(sev).set(n)
+        self.metrics.incidents.count_current(lv.incident for lv in self._live.values())

@@ -57,6 +57,10 @@ class Incident:
     policy: str | None = None
     #: A check has at most one open incident per kind family (see IncidentKind.family).
     kind: IncidentKind = IncidentKind.OUTAGE
+    #: For incidents sent in from outside (kind ALERT): the sender's key (an
+    #: Alertmanager fingerprint) that finds the incident again, and the alert's labels.
+    key: str | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def is_open(self) -> bool:

@@ -1,13 +1,17 @@
 """Prometheus metrics: one registry per agent, children resolved once per check.
 
-Names are `onwatch_<noun>_<unit>`; labels are bounded (check names come from
-the config, results from `ErrorKind`, channel kinds from Apprise schemes):
-never free text. Per-check children are looked up once at start, because a
-`.labels()` call costs more than the rest of recording a result.
+Names are `onwatch_<noun>_<unit>`, one unit per metric; labels are bounded
+(check names come from the config, results from `ErrorKind`, channel kinds
+from Apprise schemes): never free text. What probes observe goes to one
+family per unit (`metrics_observations`); incidents, escalation, pages and
+the intake are counted in `metrics_incidents`. Per-check children are looked
+up once at start, because a `.labels()` call costs more than the rest of
+recording a result.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from prometheus_client import (
@@ -20,6 +24,8 @@ from prometheus_client import (
     disable_created_metrics,
 )
 
+from agent import metrics_observations as observations
+from agent.metrics_incidents import IncidentMetrics
 from checks.result import CheckResult, ErrorKind
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -33,20 +39,19 @@ class CheckMetrics:
     name: str
     duration: Histogram
     runs: dict[str, Counter]
-    observation: Gauge
-    #: Children of onwatch_check_observation, looked up once per observation key.
-    _obs: dict[str, Gauge] = field(default_factory=dict)
+    families: Mapping[str, Gauge]
+    #: Children of the observation families, looked up once per observation key;
+    #: None for a key that is not exported (a fingerprint).
+    _obs: dict[str, tuple[Gauge, float] | None] = field(default_factory=dict)
 
     def record(self, result: CheckResult) -> None:
         self.duration.observe(result.latency_s)
         for key, value in result.observations.items():
-            child = self._obs.get(key)
-            if child is None:
-                # "disk_free_ratio:/var" -> observation="disk_free_ratio", on="/var":
-                # the keys are bounded by the config, never free text.
-                what, _, on = key.partition(":")
-                child = self._obs[key] = self.observation.labels(self.name, what, on)
-            child.set(value)
+            if key not in self._obs:
+                self._obs[key] = observations.child(self.families, self.name, key)
+            child = self._obs[key]
+            if child is not None:
+                child[0].set(value * child[1])
         if result.ok:
             self.runs["degraded" if result.degraded else "ok"].inc()
         else:
@@ -65,14 +70,12 @@ class Metrics:
         self.check_duration = Histogram("onwatch_check_duration_seconds",
                                         "Probe latency (to headers for http)", ["check"],
                                         buckets=_LATENCY_BUCKETS, registry=r)
-        self.check_observation = Gauge(
-            "onwatch_check_observation", "Numbers a probe observed on its last run (days to "
-            "certificate expiry, free disk, phase timings, fingerprints)",
-            ["check", "observation", "on"], registry=r)
+        self.observation_families = observations.families(r)
         self.check_runs = Counter("onwatch_check_runs_total", "Probe runs by result",
                                   ["check", "result"], registry=r)
         self.incidents_open = Gauge("onwatch_incidents_open", "Open incidents", ["severity"],
                                     registry=r)
+        self.incidents = IncidentMetrics(r)
         self.notifications = Counter("onwatch_notifications_total",
                                      "Notification deliveries per channel by result",
                                      ["channel_kind", "result"], registry=r)
@@ -97,5 +100,5 @@ class Metrics:
             name,
             self.check_duration.labels(name),
             {res: self.check_runs.labels(name, res) for res in RESULTS},
-            self.check_observation,
+            self.observation_families,
         )

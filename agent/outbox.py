@@ -197,6 +197,7 @@ class Dispatcher:
                 status, next_at, kind = "failed", now, Entry.NOTIFICATION_FAILED
                 text = (f"{msg.event} message to {msg.contact} could not be delivered after "
                         f"{attempts} attempt(s): {error}")
+        self._metrics.incidents.page_outcome(msg.event in PAGING_EVENTS, kind)
         with self._store.tx():
             self._store.update_message(msg.id, status=status, attempts=attempts,
                                        next_attempt_at=next_at,

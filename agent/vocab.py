@@ -36,6 +36,8 @@ class IncidentKind(enum.StrEnum):
     CHANGED = "changed"
     EXPIRING = "expiring"
     FILLING = "filling"
+    #: Sent in from outside (Alertmanager, a webhook): no check, found by its key.
+    ALERT = "alert"
 
     @property
     def family(self) -> IncidentKind:
@@ -100,6 +102,8 @@ class Entry(enum.StrEnum):
     NOTIFICATION_HELD = "notification_held"
     NOTIFICATION_RETRY = "notification_retry"
     NOTIFICATION_FAILED = "notification_failed"
+    #: An alert sent in fired again (a new episode) while its incident was still open.
+    ALERT_REFIRED = "alert_refired"
 
 
 class Via(enum.StrEnum):

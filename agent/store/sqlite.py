@@ -42,7 +42,9 @@ CREATE TABLE IF NOT EXISTS incidents (
     resolved_by TEXT,
     policy TEXT,
     escalation TEXT,
-    kind TEXT NOT NULL DEFAULT 'outage'
+    kind TEXT NOT NULL DEFAULT 'outage',
+    alert_key TEXT,
+    labels TEXT NOT NULL DEFAULT '{}'
 );
 CREATE INDEX IF NOT EXISTS incidents_open ON incidents (state, check_name);
 CREATE TABLE IF NOT EXISTS timeline (
@@ -147,7 +149,8 @@ class Store:
         self._db.execute(
             "INSERT INTO incidents (id, check_name, title, severity, state, reason, opened_at, "
             "started_at, acknowledged_at, acknowledged_by, resolved_at, resolved_by, policy, "
-            "kind) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT (id) DO UPDATE SET "
+            "kind, alert_key, labels) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) "
+            "ON CONFLICT (id) DO UPDATE SET labels=excluded.labels, "
             "title=excluded.title, severity=excluded.severity, state=excluded.state, "
             "reason=excluded.reason, opened_at=excluded.opened_at, "
             "started_at=excluded.started_at, acknowledged_at=excluded.acknowledged_at, "
@@ -155,7 +158,8 @@ class Store:
             "resolved_by=excluded.resolved_by, policy=excluded.policy, kind=excluded.kind",
             (inc.id, inc.check, inc.title, inc.severity, inc.state.value, inc.reason,
              inc.opened_at, inc.started_at, inc.acknowledged_at, inc.acknowledged_by,
-             inc.resolved_at, inc.resolved_by, inc.policy, inc.kind),
+             inc.resolved_at, inc.resolved_by, inc.policy, inc.kind, inc.key,
+             json.dumps(dict(inc.labels))),
         )
 
     def save_escalation(self, incident_id: int, state: Mapping[str, Any] | None) -> None:
@@ -174,6 +178,12 @@ class Store:
         marks = ",".join("?" * len(kinds))
         row = self._db.execute(f"SELECT * FROM incidents WHERE check_name = ? AND kind IN "
                                f"({marks}) ORDER BY id DESC LIMIT 1", (check, *kinds)).fetchone()
+        return _incident(row) if row else None
+
+    def latest_by_key(self, key: str) -> Incident | None:
+        """The latest incident an outside sender keyed `key` (an Alertmanager fingerprint)."""
+        row = self._db.execute("SELECT * FROM incidents WHERE alert_key = ? ORDER BY id DESC "
+                               "LIMIT 1", (key,)).fetchone()
         return _incident(row) if row else None
 
     def append(self, incident_id: int, entries: Sequence[TimelineEntry]) -> None:
@@ -285,6 +295,7 @@ def _incident(row: Any) -> Incident:
         started_at=row["started_at"], acknowledged_at=row["acknowledged_at"],
         acknowledged_by=row["acknowledged_by"], resolved_at=row["resolved_at"],
         resolved_by=row["resolved_by"], policy=row["policy"], kind=IncidentKind(row["kind"]),
+        key=row["alert_key"], labels=json.loads(row["labels"]),
     )
 
 
@@ -294,8 +305,11 @@ def _migrate(conn: sqlite3.Connection) -> None:
     for column in ("policy", "escalation"):
         if column not in have:
             conn.execute(f"ALTER TABLE incidents ADD COLUMN {column} TEXT")
-    if "kind" not in have:
-        conn.execute("ALTER TABLE incidents ADD COLUMN kind TEXT NOT NULL DEFAULT 'outage'")
+    for column, decl in (("kind", "TEXT NOT NULL DEFAULT 'outage'"), ("alert_key", "TEXT"),
+                         ("labels", "TEXT NOT NULL DEFAULT '{}'")):
+        if column not in have:
+            conn.execute(f"ALTER TABLE incidents ADD COLUMN {column} {decl}")
+    conn.execute("CREATE INDEX IF NOT EXISTS incidents_alert_key ON incidents (alert_key)")
     have = {r[1] for r in conn.execute("PRAGMA table_info(outbox)")}
     for column, decl in (("short", "TEXT NOT NULL DEFAULT ''"),
                          ("dead_channels", "TEXT NOT NULL DEFAULT '[]'"),

@@ -131,7 +131,8 @@ def incident_json(inc: Incident) -> dict[str, Any]:
             "state": inc.state.value, "reason": inc.reason, "opened_at": inc.opened_at,
             "started_at": inc.started_at, "acknowledged_at": inc.acknowledged_at,
             "acknowledged_by": inc.acknowledged_by, "resolved_at": inc.resolved_at,
-            "resolved_by": inc.resolved_by, "policy": inc.policy}
+            "resolved_by": inc.resolved_by, "policy": inc.policy, "kind": inc.kind,
+            "labels": dict(inc.labels)}
 
 
 async def api_list(request: web.Request) -> web.Response:

@@ -167,7 +167,8 @@ def parse(raw: Mapping[str, Any], path: Path) -> Config:
     windows = config_detect.maintenance(_items(root, "maintenance"), root, agent.tz, checks)
     delivery = config_notify.delivery(_table(root, "notifications"))
     templates = config_notify.templates(_table(root, "templates"))
-    intake = config_intake.parse(root, lambda key: _table(root, key), frozenset(esc.policies))
+    intake = config_intake.parse(root, lambda key: _table(root, key), frozenset(esc.policies),
+                                 lambda item, key, i: _named(item, key, i, errors, base))
     defaults.finish()
     root.finish()
     if errors:

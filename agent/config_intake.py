@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from agent.config_escalation import Named
 from agent.fields import Section, show
 from agent.vocab import SEVERITIES, Severity
 
@@ -67,8 +68,8 @@ class IntakeConfig:
     policies: frozenset[str] = frozenset()
 
 
-def parse(root: Section, table: Callable[[str], Section], policies: frozenset[str]
-          ) -> IntakeConfig | None:
+def parse(root: Section, table: Callable[[str], Section], policies: frozenset[str],
+          named: Named) -> IntakeConfig | None:
     """The `[intake]` table, or None when there is none; problems go to `root.errors`."""
     if not root.has("intake"):
         root.value("intake")  # a known key, for "did you mean"
@@ -92,7 +93,7 @@ def parse(root: Section, table: Callable[[str], Section], policies: frozenset[st
     titles = sec.string_list("title_annotations", ("summary", "title"))
     reasons = sec.string_list("reason_annotations", ("description", "message"))
     key_by = sec.choice("key_by", ("alert", "group"), "alert")
-    hooks = _webhooks(sec, policies)
+    hooks = _webhooks(sec, policies, named)
     sec.finish()
     return IntakeConfig(token, max_body, max_alerts, severity_label, severities,
                         default_severity, policy_label, policy, titles, reasons, key_by,
@@ -112,25 +113,19 @@ def _severities(sec: Section) -> Mapping[str, Severity]:
     return MappingProxyType(out)
 
 
-def _webhooks(sec: Section, policies: frozenset[str]) -> dict[str, Webhook]:
+def _webhooks(sec: Section, policies: frozenset[str], named: Named) -> dict[str, Webhook]:
     raw: Any = sec.value("webhooks", [])
     if not isinstance(raw, list):
         sec.error("webhooks", f"must be an array of tables ([[intake.webhooks]]), got {show(raw)}")
         return {}
     out: dict[str, Webhook] = {}
     for i, item in enumerate(raw):
-        if not isinstance(item, dict):
-            sec.error(f"webhooks[{i}]", f"must be a table, got {show(item)}")
+        if (got := named(item, "intake.webhooks", i)) is None:
             continue
-        hook = Section(item, f"intake.webhooks[{i}]", sec.errors, sec.base_dir)
-        name = hook.string("name")
-        if name and (not name.replace("-", "").replace("_", "").isalnum() or len(name) > 64
-                     or name in RESERVED):
-            hook.error("name", "must be 1-64 letters, digits, '-' or '_' (it is part of the URL)"
-                               f" and not {', '.join(RESERVED)}; got {show(name)}")
-            name = ""
-        elif name in out:
-            hook.error("name", f"duplicate webhook name {show(name)}")
+        hook, name = got
+        if name in RESERVED or name in out:
+            hook.error("name", f"{show(name)} is taken (by {', '.join(RESERVED)} or another "
+                               "webhook): the name is part of the URL")
             name = ""
         severity = Severity(hook.choice("severity", SEVERITY_WORDS, "high"))
         policy = hook.optional_string("policy")

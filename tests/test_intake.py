@@ -174,5 +174,6 @@ def test_intake_config_is_validated(tmp_path: Path) -> None:
                  "intake: key_by: must be one of alert, group",
                  "intake: severities.sev1: must be one of critical, high, low",
                  "intake: max_alerts: must be between 1 and 10000",
-                 "intake.webhooks[0]: name: must be 1-64", 'intake.webhooks[1]: unknown key'):
+                 'intake.webhooks[0] "alertmanager": name: "alertmanager" is taken',
+                 'intake.webhooks[1] "ok": unknown key'):
         assert says in text, text

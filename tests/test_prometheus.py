@@ -10,8 +10,9 @@
    scraping a real agent, evaluates without error; every expression of the
    shipped dashboard parses and runs; the agent is stopped and
    OnwatchAgentDown becomes active.
-3. `promtool check metrics` on a real agent's /metrics, and `promtool check
-   rules` on the shipped rules.
+3. `promtool check metrics` on a real agent's /metrics, `promtool check
+   rules` on the shipped rules and `promtool test rules` with
+   tests/prometheus/onwatch-rules.test.yml (each rule on made-up series).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ API_TOKEN = "api-token-0123456789abcdef"
 INTAKE_TOKEN = "intake-token-0123456789abcdef"
 STEP2_AFTER = 4.0
 RULES = ROOT / "deploy" / "prometheus" / "onwatch-rules.yml"
+RULE_TESTS = ROOT / "tests" / "prometheus" / "onwatch-rules.test.yml"
 DASHBOARD = ROOT / "deploy" / "grafana" / "onwatch-dashboard.json"
 
 
@@ -256,6 +258,9 @@ async def test_shipped_rules_and_dashboard_against_a_real_agent(tmp_path: Path) 
 async def test_promtool_accepts_the_rules_and_the_agents_metrics(tmp_path: Path) -> None:
     code, out = await promstack.promtool("check", "rules", str(RULES))
     assert code == 0 and "SUCCESS: 8 rules found" in out, out
+    # Each rule fires on the series that mean trouble and not on a healthy agent's.
+    code, out = await promstack.promtool("test", "rules", str(RULE_TESTS))
+    assert code == 0 and "SUCCESS" in out, out
     receiver = await Receiver().start()
     agent = await start_agent(agent_config(tmp_path / "state", receiver), tmp_path)
     try:

@@ -21,7 +21,7 @@ TOKEN = "intake-token-0123456789abcdef"
 MAX_BODY = 20000
 
 
-def config(state: Path, receiver: Receiver) -> str:
+def config(state: Path, receiver: Receiver, token: str | None = TOKEN) -> str:
     return f"""
 [agent]
 state_dir = "{state}"
@@ -38,7 +38,7 @@ name = "oncall"
 notify = ["alice"]
 
 [intake]
-token = "{TOKEN}"
+{f'token = "{token}"' if token else ""}
 policy = "oncall"
 max_body_bytes = {MAX_BODY}
 max_alerts = 5
@@ -86,6 +86,11 @@ async def test_duplicates_resolved_before_firing_and_unknown_labels(tmp_path: Pa
         assert (status, again["outcomes"], again["incidents"]) == (
             200, {"duplicate": 1}, got["incidents"])
         await wait_for(lambda: _n(receiver, 1), 10, "the page")
+        # Restarted, the agent still knows the alert: Alertmanager's re-send is a duplicate.
+        assert await agent.stop() == 0
+        agent = await start_agent(config(state, receiver), tmp_path)
+        status, again = await post(agent, "alertmanager", body)
+        assert (status, again["outcomes"]) == (200, {"duplicate": 1})
         [row] = incidents(state)
         assert (row["kind"], row["severity"], row["policy"], row["state"]) == (
             "alert", "high", "oncall", "open")  # sev9 is unknown: the default severity
@@ -159,21 +164,26 @@ async def test_wrong_tokens_oversized_and_malformed_bodies_are_refused(tmp_path:
 async def test_generic_webhook_opens_and_resolves(tmp_path: Path) -> None:
     receiver = await Receiver().start()
     state = tmp_path / "state"
-    agent = await start_agent(config(state, receiver), tmp_path)
+    # Without [intake] token the API token guards the intake.
+    agent = await start_agent(config(state, receiver, token=None), tmp_path)
     try:
+        assert (await post(agent, "webhook/backups", {"title": "x"}))[0] == 401
         fired = {"title": "nightly backup failed", "reason": "disk full on nas",
                  "labels": {"host": "nas"}}
-        status, got = await post(agent, "webhook/backups", fired, in_path=True)
+        status, got = await post(agent, "webhook/backups", fired, token=API_TOKEN, in_path=True)
         assert (status, got["outcomes"]) == (200, {"opened": 1})
-        assert (await post(agent, "webhook/backups", fired))[1]["outcomes"] == {"updated": 1}
+        assert (await post(agent, "webhook/backups", fired, token=API_TOKEN)
+                )[1]["outcomes"] == {"updated": 1}
         await wait_for(lambda: _n(receiver, 1), 10, "the page")
         [row] = incidents(state)
         assert (row["title"], row["severity"], row["alert_key"]) == (
             "nightly backup failed", "low", "webhook:backups:nightly backup failed")
         status, got = await post(agent, "webhook/backups",
-                                 {"title": "nightly backup failed", "status": "resolved"})
+                                 {"title": "nightly backup failed", "status": "resolved"},
+                                 token=API_TOKEN)
         assert (status, got["outcomes"]) == (200, {"resolved": 1})
-        status, got = await post(agent, "webhook/backups", {"title": "x", "colour": "red"})
+        status, got = await post(agent, "webhook/backups", {"title": "x", "colour": "red"},
+                                 token=API_TOKEN)
         assert status == 400 and "colour: unknown field" in got["error"]
     finally:
         await agent.stop()

@@ -28,14 +28,15 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from agent.escalation import Page
 from agent.incidents import Incident, State
+from agent.vocab import Change, Entry, Event
 
 _HUMAN_BUCKETS = (30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0,
                   43200.0, 86400.0)
 _RESOLVE_BUCKETS = (60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 43200.0, 86400.0,
                     259200.0, 604800.0)
 #: Outbox timeline kinds -> page outcomes.
-PAGE_OUTCOMES = {"notification_delivered": "delivered", "notification_retry": "retried",
-                 "notification_held": "held", "notification_failed": "failed"}
+PAGE_OUTCOMES = {Entry.NOTIFICATION_DELIVERED: "delivered", Entry.NOTIFICATION_RETRY: "retried",
+                 Entry.NOTIFICATION_HELD: "held", Entry.NOTIFICATION_FAILED: "failed"}
 REJECT_REASONS = ("unauthorized", "too_large", "malformed", "unknown_webhook", "disabled")
 
 
@@ -68,19 +69,19 @@ class IncidentMetrics:
                                 "Intake requests refused, by reason", ["source", "reason"],
                                 registry=r)
 
-    def changed(self, notify: str | None, inc: Incident, pages: Sequence[Page], now: float
+    def changed(self, notify: Change | None, inc: Incident, pages: Sequence[Page], now: float
                 ) -> None:
         """One persisted transition (`notify` as in `Transition.notify`) and its pages."""
-        if notify == "opened":
+        if notify is Change.OPENED:
             self.opened.labels(inc.severity, inc.kind).inc()
-        elif notify == "acknowledged" and inc.acknowledged_at is not None:
+        elif notify is Change.ACKNOWLEDGED and inc.acknowledged_at is not None:
             self.to_ack.labels(inc.severity).observe(max(0.0, inc.acknowledged_at
                                                          - inc.opened_at))
-        elif notify == "resolved" and inc.resolved_at is not None:
+        elif notify is Change.RESOLVED and inc.resolved_at is not None:
             self.to_resolve.labels(inc.severity).observe(max(0.0, inc.resolved_at
                                                              - inc.opened_at))
         for page in pages:
-            if page.event == "page":
+            if page.event is Event.PAGE:
                 self.steps.labels(inc.policy or "contacts", str(page.step + 1)).inc()
 
     def count_current(self, live: Iterable[Incident]) -> None:
@@ -91,7 +92,7 @@ class IncidentMetrics:
         for state, n in counts.items():
             self.current.labels(state.value).set(n)
 
-    def page_outcome(self, paging: bool, timeline_kind: str) -> None:
+    def page_outcome(self, paging: bool, timeline_kind: Entry) -> None:
         """One outbox record of a message; only messages that ask someone to act count."""
         outcome = PAGE_OUTCOMES.get(timeline_kind)
         if paging and outcome is not None:

@@ -24,7 +24,8 @@ DETECT = sorted(f"agent.detect.{p.stem}" for p in (ROOT / "agent" / "detect").gl
                 if p.stem != "__init__")
 PURE = ["agent.escalation", "agent.escalation_state", "agent.incidents", "agent.storm",
         "agent.triage", "agent.vocab", "agent.policy", "agent.calendar", "notifiers.messages",
-        "agent.detect", *DETECT, "checks.result", "agent.store.records"]
+        "agent.detect", *DETECT, "checks.result", "agent.store.records",
+        "agent.intake", "agent.alerts", "agent.config_intake"]
 
 # Run in the fresh interpreter: a finder that only watches (it finds nothing itself)
 # records, for the first import of each heavy package, the modules whose top-level

@@ -7,13 +7,12 @@ way Alertmanager posts it; the real Alertmanager is in test_prometheus.py.
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-from tests.support import AgentProcess, Receiver, start_agent, wait_for
+from tests.support import AgentProcess, Receiver, query, start_agent, wait_for
 from tests.test_intake import am_alert, am_body
 
 API_TOKEN = "api-token-0123456789abcdef"
@@ -60,13 +59,13 @@ async def post(agent: AgentProcess, path: str, body: Any, *, token: str | None =
         return r.status, await r.json()
 
 
+COLUMNS = ("id", "kind", "severity", "policy", "state", "labels", "resolved_by", "title",
+           "alert_key")
+
+
 def incidents(state: Path) -> list[dict[str, Any]]:
-    db = sqlite3.connect(f"file:{state / 'onwatch.db'}?mode=ro", uri=True)
-    db.row_factory = sqlite3.Row
-    try:
-        return [dict(r) for r in db.execute("SELECT * FROM incidents ORDER BY id")]
-    finally:
-        db.close()
+    rows = query(state, f"SELECT {', '.join(COLUMNS)} FROM incidents ORDER BY id")
+    return [dict(zip(COLUMNS, r, strict=True)) for r in rows]
 
 
 async def test_duplicates_resolved_before_firing_and_unknown_labels(tmp_path: Path) -> None:

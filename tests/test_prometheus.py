@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,7 @@ from aiohttp import web
 
 from tests import promstack
 from tests.promstack import Alertmanager, Prometheus
-from tests.support import ROOT, AgentProcess, Receiver, start_agent, wait_for
+from tests.support import ROOT, AgentProcess, Receiver, query, start_agent, wait_for
 
 API_TOKEN = "api-token-0123456789abcdef"
 INTAKE_TOKEN = "intake-token-0123456789abcdef"
@@ -127,12 +126,8 @@ def to(receiver: Receiver, who: str) -> list[str]:
     return [m["title"] for m in receiver.messages if m["_path"] == f"/{who}"]
 
 
-def nothing_due(state: Path) -> bool:
-    db = sqlite3.connect(f"file:{state / 'onwatch.db'}?mode=ro", uri=True)
-    try:
-        return db.execute("SELECT COUNT(*) FROM outbox WHERE status = 'due'").fetchone()[0] == 0
-    finally:
-        db.close()
+async def nothing_due(state: Path) -> bool:
+    return not query(state, "SELECT 1 FROM outbox WHERE status = 'due'")
 
 
 async def test_alertmanager_alerts_page_escalate_stop_on_ack_and_resolve(tmp_path: Path
@@ -170,7 +165,7 @@ async def test_alertmanager_alerts_page_escalate_stop_on_ack_and_resolve(tmp_pat
             return any("pos" in t for t in to(receiver, "owner"))
 
         await wait_for(pos_escalated, 20, "step 2 (owner) paged for the unacknowledged pos")
-        await wait_for(lambda: _true(nothing_due(tmp_path / "state")), 10, "the outbox drained")
+        await wait_for(lambda: nothing_due(tmp_path / "state"), 10, "the outbox drained")
         alice, owner = to(receiver, "alice"), to(receiver, "owner")
         # One page per incident, though Alertmanager re-sent the group as it changed.
         assert sum("shop" in t for t in alice) == 1 and sum("pos" in t for t in alice) == 1, alice
@@ -199,10 +194,6 @@ async def test_alertmanager_alerts_page_escalate_stop_on_ack_and_resolve(tmp_pat
         await pos.close()
         await receiver.close()
         promstack.cleanup(tmp_path)
-
-
-async def _true(value: bool) -> bool:
-    return value
 
 
 def dashboard_exprs() -> list[str]:

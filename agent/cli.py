@@ -291,8 +291,18 @@ def cmd_maintenance(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("onwatch")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="onwatch", description="Monitoring agent with escalation.")
+    p.add_argument("--version", action="version", version=f"onwatch {_version()}")
     sub = p.add_subparsers(dest="command", required=True)
 
     def with_config(name: str, help_: str, positional: bool = False) -> argparse.ArgumentParser:
@@ -303,7 +313,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"config file (default: $ONWATCH_CONFIG or {DEFAULT_CONFIG})")
         return sp
 
-    with_config("run", "run the agent").set_defaults(func=cmd_run)
+    sp = with_config("run", "run the agent")
+    sp.add_argument("--reload-config", metavar="PATH",
+                    help="on SIGHUP read this file when it exists, else --config again "
+                         "(the systemd unit's reload stages the new config there)")
+    sp.set_defaults(func=cmd_run)
     with_config("validate", "check a config file and report every problem",
                 positional=True).set_defaults(func=cmd_validate)
     sp = with_config("check", "run one check once and print its result", positional=True)

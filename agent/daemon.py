@@ -11,13 +11,12 @@ stays due in the outbox for the next start.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
 import time
 
 import structlog
 
-from agent import links, systemd, web
+from agent import links, service, systemd, web
 from agent.config import Config
 from agent.engine import Engine
 from agent.metrics import Metrics
@@ -64,11 +63,13 @@ async def serve(config: Config, *, stop: asyncio.Event | None = None) -> None:
     dispatcher.start()
     engine_task = asyncio.create_task(engine.run(), name="engine")
     scheduler.start()
-    watchdog = asyncio.create_task(_watchdog(), name="watchdog")
+    await asyncio.sleep(0)  # the first pass: every check task has its first due time
+    watchdog = asyncio.create_task(service.supervise(lambda: service.status(scheduler, store)),
+                                   name="watchdog")
     log.info("agent_started", listen=address, checks=len(config.checks),
              contacts=len(config.contacts), state_dir=str(config.agent.state_dir),
              config=str(config.source))
-    systemd.notify(f"READY=1\nSTATUS=watching {len(config.checks)} checks")
+    service.ready(scheduler, store)
     try:
         await stop.wait()
     finally:
@@ -109,14 +110,3 @@ def _dispatcher(config: Config, store: Store, metrics: Metrics, engine: Engine) 
     return Dispatcher(store, config.contacts, metrics, engine.outbox_wakeup, time.time,
                       policy=d, on_unreachable=engine.unreachable,
                       storm=StormPolicy(d.storm_threshold, d.storm_window, d.storm_interval))
-
-
-async def _watchdog() -> None:
-    interval = systemd.watchdog_interval()
-    if interval is None:
-        return
-    with contextlib.suppress(asyncio.CancelledError):
-        while True:
-            # A loop that is alive enough to run this is alive enough to page.
-            systemd.notify("WATCHDOG=1")
-            await asyncio.sleep(interval)

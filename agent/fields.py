@@ -324,7 +324,7 @@ def read_secret_file(sec: Section, key: str, name: str, *, strip: bool = True) -
     """The text of `name` (relative to the config's directory); "" and an error if unreadable."""
     if not name.strip():
         return ""  # the reader of `key` has reported it
-    path = Path(name) if Path(name).is_absolute() else sec.base_dir / name
+    path = Path(name) if Path(name).is_absolute() else credential_path(sec.base_dir, name)
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -332,6 +332,20 @@ def read_secret_file(sec: Section, key: str, name: str, *, strip: bool = True) -
         sec.error(key, f"cannot read {path}: {why}")
         return ""
     return text.strip() if strip else text
+
+
+def credential_path(base: Path, name: str) -> Path:
+    """`base/name`; for `dir/file` missing there, `base/dir_file` when that exists.
+
+    Under systemd the config is a credential (`base` is $CREDENTIALS_DIRECTORY) and
+    `LoadCredential=secrets:/etc/onwatch/secrets` names its files `secrets_<file>`;
+    root's copy of the same config finds /etc/onwatch/secrets/<file>.
+    """
+    path = base / name
+    parts = Path(name).parts
+    if len(parts) == 2 and not path.exists() and (base / "_".join(parts)).exists():
+        return base / "_".join(parts)
+    return path
 
 
 def _hide_password(url: str) -> str:

@@ -65,6 +65,13 @@ class Scheduler:
         self._stopping = False
         self._sleeping: set[asyncio.Task[None] | None] = set()
 
+    def check_count(self) -> int:
+        return len(self._checks)
+
+    def healthy(self) -> bool:
+        """Every check's task is alive (none ended by a bug), and not stopping."""
+        return not self._stopping and all(not t.done() for t in self._tasks)
+
     def start(self) -> None:
         for check in self._checks:
             self._tasks.append(asyncio.create_task(self._loop(check), name=f"check:{check.name}"))

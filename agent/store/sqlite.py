@@ -129,6 +129,11 @@ class Store:
     def close(self) -> None:
         self._db.close()
 
+    def touch(self) -> None:
+        """A write that changes nothing: raises sqlite3.Error when the store cannot be written."""
+        with self.tx():
+            self._db.execute("UPDATE meta SET value = value WHERE key = 'schema_version'")
+
     @contextmanager
     def tx(self) -> Iterator[None]:
         self._db.execute("BEGIN IMMEDIATE")

@@ -20,6 +20,7 @@ import time
 from collections.abc import Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
 
+import agent
 from agent import config as configmod
 from agent.config import Config, ConfigError
 from agent.vocab import SEVERITIES, Severity
@@ -291,18 +292,9 @@ def cmd_maintenance(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("onwatch")
-    except PackageNotFoundError:  # run from a checkout that was never installed
-        return "unknown"
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="onwatch", description="Monitoring agent with escalation.")
-    p.add_argument("--version", action="version", version=f"onwatch {_version()}")
+    p.add_argument("--version", action="version", version=f"onwatch {agent.version()}")
     sub = p.add_subparsers(dest="command", required=True)
 
     def with_config(name: str, help_: str, positional: bool = False) -> argparse.ArgumentParser:

@@ -21,10 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from agent.incidents import Incident, State, TimelineEntry
+from agent.store import migrations, upkeep
 from agent.store.records import OutboxMessage
 from agent.vocab import Entry, IncidentKind, Severity
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = migrations.SCHEMA_VERSION
+#: The current shape; agent/store/migrations.py takes older stores here step by step.
+#: A new column or index goes here AND into a new step there (with SCHEMA_VERSION + 1).
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS incidents (
@@ -47,6 +50,8 @@ CREATE TABLE IF NOT EXISTS incidents (
     labels TEXT NOT NULL DEFAULT '{}'
 );
 CREATE INDEX IF NOT EXISTS incidents_open ON incidents (state, check_name);
+CREATE INDEX IF NOT EXISTS incidents_alert_key ON incidents (alert_key);
+CREATE INDEX IF NOT EXISTS incidents_resolved ON incidents (resolved_at) WHERE state = 'resolved';
 CREATE TABLE IF NOT EXISTS timeline (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     incident_id INTEGER NOT NULL REFERENCES incidents (id),
@@ -75,6 +80,7 @@ CREATE TABLE IF NOT EXISTS outbox (
     link TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (status, next_attempt_at);
+CREATE INDEX IF NOT EXISTS outbox_done ON outbox (status, delivered_at);
 CREATE TABLE IF NOT EXISTS maintenance (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     checks TEXT NOT NULL,
@@ -105,22 +111,22 @@ class Store:
                     raise StoreError(f"no database at {path}: has `onwatch run` been started "
                                      "with this config?")
                 conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+                migrations.check_readable(conn, path)
             else:
                 state_dir.mkdir(parents=True, exist_ok=True)
                 conn = sqlite3.connect(path, isolation_level=None)
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=NORMAL")
                 conn.execute("PRAGMA foreign_keys=ON")
-                conn.executescript(_SCHEMA)
-                _migrate(conn)
-                conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
-                             (str(SCHEMA_VERSION),))
+                migrations.prepare(conn, path, _SCHEMA)
             conn.execute("PRAGMA busy_timeout=5000")
             conn.row_factory = sqlite3.Row
         except OSError as exc:
             raise StoreError(f"state directory {state_dir} cannot be used: "
                              f"{exc.strerror or exc}; set [agent] state_dir to a writable "
                              "directory") from None
+        except migrations.NewerStore as exc:
+            raise StoreError(str(exc)) from None
         except sqlite3.Error as exc:
             raise StoreError(f"database {path} cannot be {'read' if readonly else 'written'}: "
                              f"{exc}; check the permissions of {state_dir}") from None
@@ -128,6 +134,16 @@ class Store:
 
     def close(self) -> None:
         self._db.close()
+
+    def prune(self, cutoff: float, *, batch: int = upkeep.BATCH) -> upkeep.Pruned:
+        """Delete what finished before `cutoff` (agent/store/upkeep.py says what exactly)."""
+        return upkeep.prune(self._db, cutoff, batch=batch)
+
+    def vacuum(self) -> int:
+        return upkeep.vacuum(self._db)
+
+    def backup(self, dest: Path) -> None:
+        migrations.keep_copy(self._db, dest)
 
     def touch(self) -> None:
         """A write that changes nothing: raises sqlite3.Error when the store cannot be written."""
@@ -302,22 +318,3 @@ def _incident(row: Any) -> Incident:
         resolved_by=row["resolved_by"], policy=row["policy"], kind=IncidentKind(row["kind"]),
         key=row["alert_key"], labels=json.loads(row["labels"]),
     )
-
-
-def _migrate(conn: sqlite3.Connection) -> None:
-    """Forward-only, additive: columns added since a store was created."""
-    have = {r[1] for r in conn.execute("PRAGMA table_info(incidents)")}
-    for column in ("policy", "escalation"):
-        if column not in have:
-            conn.execute(f"ALTER TABLE incidents ADD COLUMN {column} TEXT")
-    for column, decl in (("kind", "TEXT NOT NULL DEFAULT 'outage'"), ("alert_key", "TEXT"),
-                         ("labels", "TEXT NOT NULL DEFAULT '{}'")):
-        if column not in have:
-            conn.execute(f"ALTER TABLE incidents ADD COLUMN {column} {decl}")
-    conn.execute("CREATE INDEX IF NOT EXISTS incidents_alert_key ON incidents (alert_key)")
-    have = {r[1] for r in conn.execute("PRAGMA table_info(outbox)")}
-    for column, decl in (("short", "TEXT NOT NULL DEFAULT ''"),
-                         ("dead_channels", "TEXT NOT NULL DEFAULT '[]'"),
-                         ("link", "TEXT NOT NULL DEFAULT ''")):
-        if column not in have:
-            conn.execute(f"ALTER TABLE outbox ADD COLUMN {column} {decl}")

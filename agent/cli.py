@@ -1,7 +1,9 @@
-"""`onwatch` command line: run, validate, check, incidents, show, ack, resolve, note, declare.
+"""`onwatch` command line: run, validate, check, incidents, show, ack, resolve, note, declare,
+maintenance, test-notify, backup (the grammar and every help text: agent/cli_parser.py).
 
 Exit codes: 0 success (a `check` that passed), 1 a check that failed or a
-runtime problem, 2 a configuration or start-up problem (each named).
+runtime problem, 2 a configuration or start-up problem (each named), 64 a
+usage error (a mistyped command line).
 Reads (`incidents`, `show`) open the store directly, read-only (WAL), so they
 work whether or not the daemon runs. Changes (`ack`, `resolve`, `note`,
 `declare`) go through the running daemon's API, because the daemon is the
@@ -15,21 +17,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import sqlite3
 import sys
 import time
 from collections.abc import Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
 
-import agent
 from agent import config as configmod
+from agent.cli_parser import DEFAULT_CONFIG, build_parser
 from agent.config import Config, ConfigError
-from agent.vocab import SEVERITIES, Severity
 
 if TYPE_CHECKING:
     from agent.store.sqlite import Store
 
 EXIT_OK, EXIT_FAIL, EXIT_CONFIG = 0, 1, 2
-DEFAULT_CONFIG = "/etc/onwatch/config.toml"
 
 
 def _load(path: str) -> Config | None:
@@ -39,6 +40,9 @@ def _load(path: str) -> Config | None:
         print(f"{exc.path}: {len(exc.problems)} problem(s):", file=sys.stderr)
         for p in exc.problems:
             print(f"  {p}", file=sys.stderr)
+        if os.geteuid() != 0 and any("Permission denied" in p for p in exc.problems):
+            # deploy/install.sh makes /etc/onwatch root's only (it holds secrets).
+            print("  (the config is readable by root only: run it with sudo)", file=sys.stderr)
         return None
 
 
@@ -292,75 +296,38 @@ def cmd_maintenance(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="onwatch", description="Monitoring agent with escalation.")
-    p.add_argument("--version", action="version", version=f"onwatch {agent.version()}")
-    sub = p.add_subparsers(dest="command", required=True)
+def cmd_backup(args: argparse.Namespace) -> int:
+    """A consistent copy of the store through SQLite's online backup, agent running or not."""
+    from pathlib import Path
 
-    def with_config(name: str, help_: str, positional: bool = False) -> argparse.ArgumentParser:
-        sp = sub.add_parser(name, help=help_)
-        if positional:
-            sp.add_argument("config_pos", nargs="?", metavar="CONFIG")
-        sp.add_argument("--config", "-c", dest="config_opt", metavar="PATH",
-                        help=f"config file (default: $ONWATCH_CONFIG or {DEFAULT_CONFIG})")
-        return sp
+    store = _store(args)
+    if isinstance(store, int):
+        return store
+    dest = Path(args.dest)
+    if dest.is_dir():
+        dest = dest / time.strftime("onwatch-%Y%m%d-%H%M%S.db")
+    if dest.exists():
+        print(f"onwatch: {dest} exists; name a new file or a directory", file=sys.stderr)
+        return EXIT_FAIL
+    try:
+        store.backup(dest)
+    except (OSError, sqlite3.Error) as exc:
+        print(f"onwatch: cannot write {dest}: {exc}", file=sys.stderr)
+        return EXIT_FAIL
+    finally:
+        store.close()
+    print(f"backed up {store.path} to {dest}")
+    return EXIT_OK
 
-    sp = with_config("run", "run the agent")
-    sp.add_argument("--reload-config", metavar="PATH",
-                    help="on SIGHUP read this file when it exists, else --config again "
-                         "(the systemd unit's reload stages the new config there)")
-    sp.set_defaults(func=cmd_run)
-    with_config("validate", "check a config file and report every problem",
-                positional=True).set_defaults(func=cmd_validate)
-    sp = with_config("check", "run one check once and print its result", positional=True)
-    sp.add_argument("name")
-    sp.set_defaults(func=cmd_check)
-    sp = with_config("incidents", "list incidents from the store")
-    sp.add_argument("--open", action="store_true", help="only open ones")
-    sp.add_argument("--limit", type=int, default=50)
-    sp.set_defaults(func=cmd_incidents)
-    sp = with_config("show", "show one incident and its timeline")
-    sp.add_argument("id", type=int)
-    sp.set_defaults(func=cmd_show)
-    sp = with_config("ack", "acknowledge an incident (stops its escalation)")
-    sp.add_argument("id", type=int)
-    sp.add_argument("--by", help="who acknowledges (default: your user name)")
-    sp.set_defaults(func=cmd_ack)
-    sp = with_config("resolve", "resolve an incident with its cause and fix")
-    sp.add_argument("id", type=int)
-    sp.add_argument("--cause", default="")
-    sp.add_argument("--fix", default="")
-    sp.add_argument("--by")
-    sp.set_defaults(func=cmd_resolve)
-    sp = with_config("note", "add a note to an incident's timeline")
-    sp.add_argument("id", type=int)
-    sp.add_argument("text", nargs="+")
-    sp.add_argument("--by")
-    sp.set_defaults(func=cmd_note)
-    sp = with_config("declare", "open an incident by hand (what no check can see)")
-    sp.add_argument("--title", required=True)
-    sp.add_argument("--severity", choices=SEVERITIES, default=Severity.HIGH)
-    sp.add_argument("--policy")
-    sp.add_argument("--reason", default="")
-    sp.add_argument("--by")
-    sp.set_defaults(func=cmd_declare)
-    sp = with_config("maintenance", "start, list or end maintenance windows (nothing pages)")
-    sp.add_argument("action", choices=("start", "list", "end"))
-    sp.add_argument("id", nargs="?", type=int, help="the window to end")
-    sp.add_argument("--check", action="append", help="a check (repeatable)")
-    sp.add_argument("--tag", action="append", help="every check with this tag (repeatable)")
-    sp.add_argument("--for", dest="duration", default="1h", help='how long, e.g. "2h"')
-    sp.add_argument("--reason", default="")
-    sp.add_argument("--by")
-    sp.set_defaults(func=cmd_maintenance)
-    sp = with_config("test-notify", "send a test message through every channel of a contact")
-    sp.add_argument("contact")
-    sp.set_defaults(func=cmd_test_notify)
-    return p
+
+COMMANDS = {"run": cmd_run, "validate": cmd_validate, "check": cmd_check,
+            "incidents": cmd_incidents, "show": cmd_show, "ack": cmd_ack,
+            "resolve": cmd_resolve, "note": cmd_note, "declare": cmd_declare,
+            "maintenance": cmd_maintenance, "test-notify": cmd_test_notify, "backup": cmd_backup}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser(COMMANDS).parse_args(argv)
     args.config = (args.config_opt or getattr(args, "config_pos", None)
                    or os.environ.get("ONWATCH_CONFIG") or DEFAULT_CONFIG)
     code: int = args.func(args)

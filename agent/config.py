@@ -24,7 +24,14 @@ from types import MappingProxyType
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from agent import config_contacts, config_detect, config_escalation, config_intake, config_notify
+from agent import (
+    config_contacts,
+    config_detect,
+    config_escalation,
+    config_intake,
+    config_notify,
+    config_service,
+)
 from agent.config_contacts import Contact
 from agent.config_escalation import Named
 from agent.config_notify import DeliveryPolicy
@@ -64,6 +71,7 @@ class AgentConfig:
     tz: ZoneInfo
     #: Bearer token for /api/v1; None: the agent keeps one in `<state_dir>/api.token`.
     api_token: str | None = None
+    service: config_service.ServiceSettings = field(default_factory=config_service.ServiceSettings)
 
 
 @dataclass(frozen=True)
@@ -206,9 +214,10 @@ def _agent(sec: Section, base: Path) -> AgentConfig:
     token = sec.secret("api_token")
     if token is not None and len(token) < 16:
         sec.error("api_token", "must be at least 16 characters (it guards the API)")
+    service = config_service.parse(sec)
     sec.finish()
     return AgentConfig(state_dir, hp[0], hp[1], cap, level, public and public.rstrip("/"), tz,
-                       token)
+                       token, service)
 
 
 def _items(root: Section, key: str) -> list[Any]:

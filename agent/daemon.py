@@ -64,8 +64,7 @@ async def serve(config: Config, *, stop: asyncio.Event | None = None) -> None:
     engine_task = asyncio.create_task(engine.run(), name="engine")
     scheduler.start()
     await asyncio.sleep(0)  # the first pass: every check task has its first due time
-    watchdog = asyncio.create_task(service.supervise(lambda: service.status(scheduler, store)),
-                                   name="watchdog")
+    side_tasks = service.start_tasks(config, scheduler, store, metrics.registry)
     log.info("agent_started", listen=address, checks=len(config.checks),
              contacts=len(config.contacts), state_dir=str(config.agent.state_dir),
              config=str(config.source))
@@ -76,7 +75,9 @@ async def serve(config: Config, *, stop: asyncio.Event | None = None) -> None:
         log.info("agent_stopping")
         systemd.notify("STOPPING=1")
         app[web.STOPPING_KEY][0] = True
-        watchdog.cancel()
+        for task in side_tasks:
+            task.cancel()
+        await asyncio.gather(*side_tasks, return_exceptions=True)
         await scheduler.stop(DRAIN_GRACE)
         engine.stop()
         await asyncio.wait({engine_task}, timeout=1.0)

@@ -107,6 +107,9 @@ def vacuum(conn: sqlite3.Connection, pages: int = VACUUM_PAGES) -> int:
     free = int(conn.execute("PRAGMA freelist_count").fetchone()[0])
     if free:
         conn.execute(f"PRAGMA incremental_vacuum({int(pages)})")
+        # The freed pages leave the main file at a checkpoint; TRUNCATE also empties
+        # the write-ahead log, which otherwise keeps its largest size for ever.
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     return free
 
 

@@ -21,6 +21,7 @@ import sqlite3
 import sys
 import time
 from collections.abc import Coroutine, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agent import config as configmod
@@ -62,7 +63,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     logs.configure(cfg.agent.log_level)
     try:
-        _run_loop(daemon.serve(cfg))
+        reload_from = Path(args.reload_config) if args.reload_config else None
+        _run_loop(daemon.serve(cfg, reload_from=reload_from))
     except daemon.StartError as exc:
         print(f"onwatch: cannot start: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -298,8 +300,6 @@ def cmd_maintenance(args: argparse.Namespace) -> int:
 
 def cmd_backup(args: argparse.Namespace) -> int:
     """A consistent copy of the store through SQLite's online backup, agent running or not."""
-    from pathlib import Path
-
     store = _store(args)
     if isinstance(store, int):
         return store

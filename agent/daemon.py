@@ -13,10 +13,11 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
+from pathlib import Path
 
 import structlog
 
-from agent import links, service, systemd, web
+from agent import links, reload, service, systemd, web
 from agent.config import Config
 from agent.engine import Engine
 from agent.metrics import Metrics
@@ -36,7 +37,8 @@ class StartError(Exception):
     """The agent cannot start; the message says what and what to do."""
 
 
-async def serve(config: Config, *, stop: asyncio.Event | None = None) -> None:
+async def serve(config: Config, *, stop: asyncio.Event | None = None,
+                reload_from: Path | None = None) -> None:
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -65,6 +67,9 @@ async def serve(config: Config, *, stop: asyncio.Event | None = None) -> None:
     scheduler.start()
     await asyncio.sleep(0)  # the first pass: every check task has its first due time
     side_tasks = service.start_tasks(config, scheduler, store, metrics.registry)
+    reloader = reload.Reloader(config, reload_from, metrics.registry,
+                               reload.applier(engine, runner, dispatcher, scheduler))
+    loop.add_signal_handler(signal.SIGHUP, reloader.request)
     log.info("agent_started", listen=address, checks=len(config.checks),
              contacts=len(config.contacts), state_dir=str(config.agent.state_dir),
              config=str(config.source))
@@ -85,7 +90,7 @@ async def serve(config: Config, *, stop: asyncio.Event | None = None) -> None:
         await ctx.close()
         await site.cleanup()
         store.close()
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
         log.info("agent_stopped")
 

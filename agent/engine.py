@@ -194,6 +194,15 @@ class Engine:
 
     # -- transitions -----------------------------------------------------------
 
+    def reconfigure(self, config: Config) -> None:
+        """A reloaded config: every open incident is planned again now, with its policy as
+        configured now (steps already paged stay paged: that is in their state)."""
+        self.config = config
+        now = self.clock()
+        for live in self._live.values():
+            live.wake_at = now
+        self._wakeup.set()
+
     def restore(self) -> None:
         for inc in self.store.open_incidents():
             raw = self.store.escalation(inc.id)

@@ -73,6 +73,10 @@ class Dispatcher:
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
 
+    def reconfigure(self, contacts: Mapping[str, Contact], policy: DeliveryPolicy) -> None:
+        """A reloaded config: messages due from now on use these contacts and this policy."""
+        self._contacts, self._policy = contacts, policy
+
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="outbox")
 

@@ -27,6 +27,7 @@ from agent.detect.maintenance import active_window
 from agent.detect.outage import Health
 from agent.detect.pipeline import CheckState, Params
 from agent.engine import Engine
+from agent.incidents import Incident
 from agent.metrics import CheckMetrics, Metrics
 from checks.result import CheckResult
 
@@ -56,6 +57,14 @@ class Runner:
     def restore(self) -> None:
         """Checks whose outage incident is open are known to be down; orphans are closed."""
         self.engine.restore()
+        for inc in self._close_orphans():
+            if inc.kind.marks_down:
+                self._states[inc.check or ""] = pipeline.restored(inc.started_at)
+                self.metrics.check_up.labels(inc.check).set(0)
+
+    def _close_orphans(self) -> list[Incident]:
+        """Resolve open incidents of checks no longer configured; the others, of checks."""
+        kept = []
         for inc in self.engine.store.open_incidents():
             if inc.check is None:
                 continue
@@ -64,12 +73,28 @@ class Runner:
                 self.engine.resolve(inc.id, by="onwatch", cause="check removed",
                                     fix=f"check {inc.check} is no longer in the configuration")
                 continue
-            if inc.kind.marks_down:
-                self._states[inc.check] = pipeline.restored(inc.started_at)
-                self.metrics.check_up.labels(inc.check).set(0)
+            kept.append(inc)
+        return kept
+
+    def reconfigure(self, config: Config) -> None:
+        """A reloaded config: added checks start with fresh state, removed ones are
+        forgotten (their open incidents resolved), all others keep theirs (their
+        detection parameters follow the new CheckConfig, see `_params_of`)."""
+        names = {c.name for c in config.checks}
+        self.config = config
+        for name in [n for n in self._states if n not in names]:
+            del self._states[name], self._cm[name]
+            self._params.pop(name, None)
+        for c in config.checks:
+            if c.name not in self._states:
+                self._states[c.name] = CheckState()
+                self._cm[c.name] = self.metrics.for_check(c.name)
+        self._close_orphans()
 
     def on_result(self, check: CheckConfig, result: CheckResult, lateness: float) -> bool:
         """The scheduler's result handler; returns True to re-check quickly."""
+        if check.name not in self._states:
+            return False  # removed by a reload while its probe was in flight
         self.metrics.lateness.observe(lateness)
         self._cm[check.name].record(result)
         st = self._states[check.name]

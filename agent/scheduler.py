@@ -61,7 +61,8 @@ class Scheduler:
         self._ctx = ctx
         self._on_result = on_result
         self._sem = asyncio.Semaphore(max_concurrency)
-        self._tasks: list[asyncio.Task[None]] = []
+        #: One task per check, by name: a reload replaces single entries.
+        self._tasks: dict[str, asyncio.Task[None]] = {}
         self._stopping = False
         self._sleeping: set[asyncio.Task[None] | None] = set()
 
@@ -70,11 +71,28 @@ class Scheduler:
 
     def healthy(self) -> bool:
         """Every check's task is alive (none ended by a bug), and not stopping."""
-        return not self._stopping and all(not t.done() for t in self._tasks)
+        return not self._stopping and all(not t.done() for t in self._tasks.values())
 
     def start(self) -> None:
         for check in self._checks:
-            self._tasks.append(asyncio.create_task(self._loop(check), name=f"check:{check.name}"))
+            self._start(check)
+
+    def _start(self, check: CheckConfig) -> None:
+        self._tasks[check.name] = asyncio.create_task(self._loop(check),
+                                                      name=f"check:{check.name}")
+
+    def update(self, checks: Sequence[CheckConfig], restart: set[str]) -> None:
+        """A reloaded config: removed checks stop, added ones start, those named in
+        `restart` (changed) start over with their new settings; the others go on untouched."""
+        names = {c.name for c in checks}
+        for name in [n for n in self._tasks if n not in names or n in restart]:
+            task = self._tasks.pop(name)
+            self._sleeping.discard(task)
+            task.cancel()  # a probe in flight of a removed check has nobody to tell
+        self._checks = checks
+        for check in checks:
+            if check.name not in self._tasks:
+                self._start(check)
 
     async def stop(self, grace: float) -> None:
         """Start nothing new; let probes in flight finish for up to `grace` seconds."""
@@ -84,7 +102,7 @@ class Scheduler:
                 task.cancel()  # a sleeping check has nothing to finish
         if not self._tasks:
             return
-        _, pending = await asyncio.wait(self._tasks, timeout=grace)
+        _, pending = await asyncio.wait(self._tasks.values(), timeout=grace)
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)

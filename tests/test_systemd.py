@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import json
 import re
+import sqlite3
 import threading
 import time
 import urllib.request
@@ -34,7 +35,7 @@ T = TypeVar("T")
 #: The watchdog and restart delay, shortened for the test by a drop-in.
 WATCHDOG_S = 3
 #: When the second escalation step pages the owner, after the incident opened.
-STEP2_S = 25
+STEP2_S = 15
 
 
 class Background:
@@ -268,9 +269,21 @@ port = {receiver.port}
     wait_until(lambda: _metric(sys_, 'onwatch_check_up{check="receiver"}') == 1.0, 15,
                "the added check to run")
     assert _main_pid(sys_) == pid
-    assert "watching 2 checks, 1 open incident" in sys_.run(
-        ["systemctl", "show", "-p", "StatusText", "--value", "onwatch"]).stdout
+    wait_until(lambda: "watching 2 checks, 1 open incident" in sys_.run(
+        ["systemctl", "show", "-p", "StatusText", "--value", "onwatch"]).stdout, 10,
+        "STATUS= to say so")
     assert len([t for t in _pages(receiver, "/frontline") if t.startswith("[DOWN]")]) == 1
+
+
+def test_backup_while_the_service_runs(env: dict[str, Any]) -> None:
+    sys_ = env["sys"]
+    out = sys_.run(["onwatch", "backup", "/root/onwatch-backup.db"]).stdout
+    assert "backed up" in out
+    copy = sys_.root / "root" / "onwatch-backup.db"
+    db = sqlite3.connect(copy)
+    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert db.execute("SELECT state FROM incidents WHERE id = 1").fetchone()[0] == "open"
+    db.close()
 
 
 def test_journal_priorities(env: dict[str, Any]) -> None:

@@ -120,6 +120,8 @@ class Config:
     maintenance: tuple[MaintenanceWindow, ...] = ()
     #: [intake]: alerts from Alertmanager and webhooks; None: the intake is off.
     intake: config_intake.IntakeConfig | None = None
+    #: [defaults] policy: what checks without their own, and declared incidents, page with.
+    default_policy: str | None = None
 
     def check(self, name: str) -> CheckConfig | None:
         return next((c for c in self.checks if c.name == name), None)
@@ -181,8 +183,10 @@ def parse(raw: Mapping[str, Any], path: Path) -> Config:
     root.finish()
     if errors:
         raise ConfigError(path, errors)
+    policy = defaults.raw.get("policy")  # validated with the other defaults
     return Config(path, agent, MappingProxyType(contacts), checks, esc, delivery,
-                  MappingProxyType(templates), windows, intake)
+                  MappingProxyType(templates), windows, intake,
+                  policy if isinstance(policy, str) and policy in esc.policies else None)
 
 
 def _table(root: Section, key: str) -> Section:

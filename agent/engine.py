@@ -111,7 +111,8 @@ class Engine:
             return asked
         if route is not None and route.policy:
             return route.policy
-        return (check.policy or "") if check else ""
+        # A declared incident (no check) pages like a check would: [defaults] policy.
+        return (check.policy or "") if check else (self.config.default_policy or "")
 
     def policy(self, inc: Incident) -> Policy:
         found = self.config.escalation.policies.get(inc.policy or "")
@@ -279,8 +280,8 @@ class Engine:
             raise Invalid(
                 f"no policy {name!r} to page with; give one of "
                 f"{', '.join(sorted(self.config.escalation.policies)) or '(none configured)'}"
-                if name else "no policy to page with: give --policy or add a [[routes]] entry "
-                             f"for severity {severity!r}")
+                if name else "no policy to page with: give --policy, set [defaults] policy, or "
+                             f"add a [[routes]] entry for severity {severity!r}")
         tr = incidents.declare(new_id=self.store.next_incident_id(), title=title,
                                severity=severity, by=by, reason=reason or title, now=self.clock())
         return self.apply(replace(tr, incident=replace(tr.incident, policy=name)))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import subprocess
 import sys
@@ -95,3 +96,38 @@ def test_show_finds_the_config_without_being_told(tmp_path: Path) -> None:
     Store.open(state).close()
     out = onwatch("show", "1", env={"ONWATCH_CONFIG": str(cfg)})
     assert out.returncode == 1 and "no incident #1" in out.stderr
+
+
+async def test_declare_pages_with_the_default_policy(tmp_path: Path) -> None:
+    from tests.support import Receiver, start_agent, wait_for
+
+    receiver = await Receiver().start()
+    cfg = f"""
+[agent]
+state_dir = "{tmp_path / 'state'}"
+listen = "127.0.0.1:0"
+[defaults]
+policy = "standard"
+[[contacts]]
+name = "owner"
+urls = ["{receiver.url}"]
+[[policies]]
+name = "standard"
+[[policies.steps]]
+after = "0s"
+notify = ["owner"]
+"""
+    agent = await start_agent(cfg, tmp_path)
+    try:
+        out = await asyncio.to_thread(onwatch, "declare", "--title", "card payments refused",
+                                      "--severity", "critical", "--config", str(agent.config))
+        assert out.returncode == 0, out.stderr
+        assert "policy standard" in out.stdout
+
+        async def paged() -> bool:
+            return any("card payments refused" in t for t in receiver.titles())
+
+        await wait_for(paged, 10, "the declared incident's page")
+    finally:
+        await agent.stop()
+        await receiver.close()

@@ -14,12 +14,13 @@ import pytest
 from agent import config as configmod
 from agent.cli import COMMANDS
 from agent.cli_parser import EXIT_USAGE, build_parser
-from tests.support import ROOT
+from tests.support import ROOT, Receiver, onwatch, start_agent, wait_for
 
 
-def onwatch(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def onwatch_with(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """`onwatch` with extra environment variables (support.onwatch passes none)."""
     return subprocess.run([sys.executable, "-m", "agent", *args], capture_output=True, text=True,
-                          timeout=60, cwd=ROOT, env={**os.environ, **(env or {})})
+                          timeout=60, cwd=ROOT, env={**os.environ, **env})
 
 
 def test_starter_config_validates_and_keeps_state_where_systemd_puts_it(
@@ -94,13 +95,11 @@ def test_show_finds_the_config_without_being_told(tmp_path: Path) -> None:
     from agent.store.sqlite import Store
 
     Store.open(state).close()
-    out = onwatch("show", "1", env={"ONWATCH_CONFIG": str(cfg)})
+    out = onwatch_with({"ONWATCH_CONFIG": str(cfg)}, "show", "1")
     assert out.returncode == 1 and "no incident #1" in out.stderr
 
 
 async def test_declare_pages_with_the_default_policy(tmp_path: Path) -> None:
-    from tests.support import Receiver, start_agent, wait_for
-
     receiver = await Receiver().start()
     cfg = f"""
 [agent]
@@ -124,10 +123,8 @@ notify = ["owner"]
         assert out.returncode == 0, out.stderr
         assert "policy standard" in out.stdout
 
-        async def paged() -> bool:
-            return any("card payments refused" in t for t in receiver.titles())
-
-        await wait_for(paged, 10, "the declared incident's page")
+        await wait_for(lambda: any("card payments refused" in t for t in receiver.titles()), 10,
+                       "the declared incident's page")
     finally:
         await agent.stop()
         await receiver.close()

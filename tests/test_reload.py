@@ -58,23 +58,20 @@ def _paths(receiver: Receiver, path: str) -> list[str]:
     return [m["title"] for m in receiver.messages if m["_path"] == path]
 
 
-async def _true(value: object) -> bool:
-    return bool(value)
-
 
 async def test_reload_refuses_a_broken_config_and_applies_a_good_one(tmp_path: Path) -> None:
     receiver = await Receiver().start()
     state = tmp_path / "state"
     agent = await start_agent(config(state, receiver), tmp_path)
     try:
-        await wait_for(lambda: _true(_paths(receiver, "/frontline")), 15, "the DOWN page")
+        await wait_for(lambda: (_paths(receiver, "/frontline")), 15, "the DOWN page")
         pid = agent.proc.pid
         # Broken: two problems, both logged; the running config stays.
         agent.config.write_text(config(state, receiver).replace('timeout = "500ms"',
                                                                 'timeout = "fast"')
                                 + '\n[[checks]]\nname = "x"\ntype = "nope"\n')
         agent.proc.send_signal(signal.SIGHUP)
-        await wait_for(lambda: _true(agent.events("config_reload_failed")), 10, "the refusal")
+        await wait_for(lambda: (agent.events("config_reload_failed")), 10, "the refusal")
         problems = [e["problem"] for e in agent.events("config_reload_problem")]
         assert any("defaults: timeout" in p for p in problems)
         assert any("unknown check type" in p for p in problems)
@@ -89,21 +86,21 @@ host = "127.0.0.1"
 port = {receiver.port}
 """))
         agent.proc.send_signal(signal.SIGHUP)
-        await wait_for(lambda: _true(agent.events("config_reloaded")), 10, "the reload")
+        await wait_for(lambda: (agent.events("config_reloaded")), 10, "the reload")
         assert await agent.metric("onwatch_config_last_reload_successful") == 1.0
         assert agent.events("config_reloaded")[0]["added"] == ["receiver"]
         await wait_for(lambda: agent.metric('onwatch_check_up{check="receiver"}'), 10,
                        "the added check up")
-        await wait_for(lambda: _true(_paths(receiver, "/owner")), 10,
+        await wait_for(lambda: (_paths(receiver, "/owner")), 10,
                        "the changed policy's next step")
         # Removed: its open incident is resolved, nothing else pages.
         agent.config.write_text(config(state, receiver, step2="1s").replace(
             'name = "till"', 'name = "till2"').replace(f"port = {DOWN_PORT}",
                                                       f"port = {receiver.port}"))
         agent.proc.send_signal(signal.SIGHUP)
-        await wait_for(lambda: _true(len(agent.events("config_reloaded")) == 2), 10,
+        await wait_for(lambda: (len(agent.events("config_reloaded")) == 2), 10,
                        "the second reload")
-        await wait_for(lambda: _true([t for t in receiver.titles() if "[RESOLVED]" in t]), 10,
+        await wait_for(lambda: ([t for t in receiver.titles() if "[RESOLVED]" in t]), 10,
                        "the removed check's incident resolved")
     finally:
         code = await agent.stop()

@@ -50,16 +50,16 @@ async def test_heartbeat_pings_only_while_healthy() -> None:
     task = asyncio.create_task(service.heartbeat(
         f"http://127.0.0.1:{dead_man.port}/ping/abc", 0.05, lambda: problem[0], registry))
     try:
-        await wait_for(lambda: _true(len(dead_man.pings) >= 3), 5, "three pings")
+        await wait_for(lambda: (len(dead_man.pings) >= 3), 5, "three pings")
         problem[0] = "the store cannot be written: disk I/O error"
         await asyncio.sleep(0.1)  # whatever was in flight lands
         seen = len(dead_man.pings)
-        await wait_for(lambda: _true((registry.get_sample_value(
+        await wait_for(lambda: ((registry.get_sample_value(
             "onwatch_heartbeat_pings_total", {"result": "withheld"}) or 0) >= 3), 5,
             "three withheld pings")
         assert len(dead_man.pings) == seen  # nothing sent while unhealthy
         problem[0] = None
-        await wait_for(lambda: _true(len(dead_man.pings) > seen), 5, "pings again")
+        await wait_for(lambda: (len(dead_man.pings) > seen), 5, "pings again")
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
@@ -75,16 +75,13 @@ async def test_heartbeat_failure_is_counted_not_raised() -> None:
     task = asyncio.create_task(service.heartbeat(f"http://127.0.0.1:{port}/ping/x", 0.05,
                                                  lambda: None, registry))
     try:
-        await wait_for(lambda: _true((registry.get_sample_value(
+        await wait_for(lambda: ((registry.get_sample_value(
             "onwatch_heartbeat_pings_total", {"result": "failed"}) or 0) >= 2), 5,
             "two failed pings")
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
 
-
-async def _true(value: object) -> bool:
-    return bool(value)
 
 
 def test_store_problem_names_what_is_wrong(tmp_path: Path) -> None:
@@ -111,7 +108,7 @@ heartbeat_interval = "10s"
     (tmp_path / "beat.url").write_text(f"http://127.0.0.1:{dead_man.port}/ping/uuid-1\n")
     agent = await start_agent(cfg, tmp_path)
     try:
-        await wait_for(lambda: _true(dead_man.pings), 10, "the first heartbeat")
+        await wait_for(lambda: (dead_man.pings), 10, "the first heartbeat")
     finally:
         assert await agent.stop() == 0
         await dead_man.close()

@@ -39,6 +39,7 @@ import hashlib
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -133,7 +134,7 @@ def wheelhouse() -> Path:
             return out
         tmp = Path(tempfile.mkdtemp(prefix="wheels.", dir=CACHE))
         try:
-            pip = [str(Path(os.sys.executable)), "-m", "pip", "wheel", "-q", "-w", str(tmp)]
+            pip = [sys.executable, "-m", "pip", "wheel", "-q", "-w", str(tmp)]
             subprocess.run([*pip, str(ROOT), "setuptools>=68", "wheel"], check=True,
                            capture_output=True, timeout=600)
             for own in tmp.glob("onwatch-*.whl"):
@@ -230,9 +231,9 @@ class Booted:
         log = open(self.work / "systemd.log", "wb")  # noqa: SIM115 - closed with the process
         name = f"onwatch-ns-{os.getpid()}-{self.work.name.rsplit('.', 1)[-1]}"
         self.cgroups = [d / name for d in _own_cgroups()]
-        for d in self.cgroups:
-            d.mkdir()
-        enter = "".join(f'echo $$ > "{d}/cgroup.procs"; ' for d in self.cgroups)
+        for group in self.cgroups:
+            group.mkdir()
+        enter = "".join(f'echo $$ > "{g}/cgroup.procs"; ' for g in self.cgroups)
         self.proc = subprocess.Popen(["sh", "-c", enter + 'exec unshare --cgroup --pid --fork '
                                       '--mount sh -c "$0" boot "$1"', _BOOT, str(self.root)],
                                      stdin=subprocess.DEVNULL, stdout=log, stderr=log)

@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from aiohttp import web
 
 from tests.support import Receiver
 from tests.systemd_root import Booted, require_booting
+from tests.test_e2e import Target
 
 T = TypeVar("T")
 #: The watchdog and restart delay, shortened for the test by a drop-in.
@@ -55,30 +55,11 @@ class Background:
         self.thread.join(10)
 
 
-class Shop:
-    """The shop's website: an aiohttp server that can be stopped and started."""
-
-    def __init__(self) -> None:
-        self.runner: web.AppRunner | None = None
-        self.site: web.TCPSite | None = None
-        self.port = 0
-
-    async def _index(self, request: web.Request) -> web.Response:
-        return web.Response(text="open")
-
-    async def start(self) -> None:
-        if self.runner is None:
-            app = web.Application()
-            app.router.add_get("/", self._index)
-            self.runner = web.AppRunner(app, access_log=None)
-            await self.runner.setup()
-        self.site = web.TCPSite(self.runner, "127.0.0.1", self.port)
-        await self.site.start()
-        self.port = self.runner.addresses[0][1]
-
-    async def stop(self) -> None:
-        assert self.site is not None
-        await self.site.stop()
+async def _shop() -> Target:
+    """The shop's website (made in the background loop, which serves it)."""
+    shop = Target()
+    await shop.start()
+    return shop
 
 
 def wait_until(pred: Callable[[], T], timeout: float, what: str) -> T:
@@ -138,8 +119,7 @@ def env() -> Iterator[dict[str, Any]]:
     require_booting()
     bg = Background()
     receiver = bg.run(Receiver().start())
-    shop = Shop()
-    bg.run(shop.start())
+    shop = bg.run(_shop())
     booted = Booted()
     started = time.monotonic()
     booted.start()
@@ -149,8 +129,7 @@ def env() -> Iterator[dict[str, Any]]:
     finally:
         booted.stop()
         bg.run(receiver.close())
-        if shop.runner is not None:
-            bg.run(shop.runner.cleanup())
+        bg.run(shop.runner.cleanup())
         bg.close()
 
 

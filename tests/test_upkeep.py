@@ -14,6 +14,7 @@ from agent.incidents import Incident, State, TimelineEntry
 from agent.store import migrations, upkeep
 from agent.store.records import OutboxMessage
 from agent.store.sqlite import Store, StoreError
+from agent.vocab import Entry, Severity
 
 DAY = 86400.0
 START = 1_700_000_000.0  # the fake clock's "now" at the first incident
@@ -22,12 +23,12 @@ RETENTION = 400 * DAY
 
 def _incident(store: Store, i: int, at: float, *, resolved: bool, msg_status: str = "delivered",
               text: str = "x") -> None:
-    inc = Incident(i, "pos", f"pos is down #{i}", "high",
+    inc = Incident(i, "pos", f"pos is down #{i}", Severity.HIGH,
                    State.RESOLVED if resolved else State.OPEN, "refused", at, at,
                    resolved_at=at + 600 if resolved else None)
     with store.tx():
         store.save_incident(inc)
-        store.append(i, [TimelineEntry(at + n, "note", "onwatch", text) for n in range(5)])
+        store.append(i, [TimelineEntry(at + n, Entry.NOTE, "onwatch", text) for n in range(5)])
         store.enqueue(OutboxMessage(f"m{i}", i, "alice", "opened", "t", text, at, at))
         if msg_status != "due":
             store.update_message(f"m{i}", status=msg_status, attempts=1, next_attempt_at=at,

@@ -103,6 +103,9 @@ def _version_1_store(path: Path) -> None:
     db = sqlite3.connect(path)
     db.execute("DROP INDEX incidents_resolved")
     db.execute("DROP INDEX outbox_done")
+    db.execute("DROP INDEX incidents_alert_key")
+    db.execute("ALTER TABLE incidents DROP COLUMN labels")  # added late in version 1's life
+    db.execute("ALTER TABLE outbox DROP COLUMN link")
     db.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
     db.commit()
     db.close()
@@ -115,7 +118,9 @@ def test_older_store_is_copied_then_migrated_one_step_at_a_time(tmp_path: Path) 
     assert migrations.version(store._db) == migrations.SCHEMA_VERSION == 2
     indexes = {r[0] for r in store._db.execute("SELECT name FROM sqlite_master WHERE type = "
                                                "'index'")}
-    assert {"incidents_resolved", "outbox_done"} <= indexes
+    assert {"incidents_resolved", "outbox_done", "incidents_alert_key"} <= indexes
+    assert "link" in migrations._columns(store._db, "outbox")
+    assert "labels" in migrations._columns(store._db, "incidents")
     assert [i.id for i in store.open_incidents()] == [1]  # nothing lost
     copy = sqlite3.connect(tmp_path / "onwatch.db.v1.bak")
     assert copy.execute("SELECT value FROM meta").fetchone()[0] == "1"

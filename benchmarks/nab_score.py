@@ -189,6 +189,24 @@ def score_corpus(rows: Sequence[Row], profile: Profile) -> CorpusScore:
     return CorpusScore(profile.name, threshold, raw, null, perfect, normalised)
 
 
+def score_at(rows: Sequence[Row], profile: Profile, threshold: float) -> CorpusScore:
+    """The normalised score of `rows` at a threshold chosen elsewhere (another fold's)."""
+    best: dict[str, float] = {row.window: -profile.fn for row in rows if row.window}
+    fp_total = 0.0
+    for row in rows:
+        if row.score < threshold:
+            continue
+        if row.window is None:
+            fp_total += profile.fp * row.weight
+        else:
+            best[row.window] = max(best[row.window], profile.tp * row.weight)
+    raw = sum(best.values()) + fp_total
+    n = len(best)
+    null, perfect = -profile.fn * n, profile.tp * n
+    normalised = 100.0 * (raw - null) / (perfect - null) if perfect != null else 0.0
+    return CorpusScore(profile.name, threshold, raw, null, perfect, normalised)
+
+
 @dataclass(frozen=True, slots=True)
 class FileScore:
     file: str

@@ -4,62 +4,65 @@ Contract:
     b = Baseline()                      # one per (check, signal), default params
     score = b.update(t, value)          # in [0, 1]; scored from the past, then learned
     b.state()                           # {"baseline": ..., "level": ..., "spread": ...}
-    Baseline.from_json(b.to_json())     # same future scores after a restart
+    Baseline.restore(b.snapshot())      # same future scores after a restart
 
 `t` is the sample's time in seconds (Unix time: the profile's day is the UTC
-day; for a 24-hour rhythm that only relabels the buckets, and after a DST
-change the profile relearns the hour within days). Memory and time per
-sample are constant: a few floats, `buckets_per_day` triples and a ring of
-`short_window` raw scores. Non-finite values are ignored (score 0, nothing
+day). Every constant is a duration, never a count of samples, so a check run
+every 30 s and a series sampled every 5 min behave alike on the same shape.
+Memory and time per sample are constant: a dozen floats and
+`buckets_per_day` triples. Non-finite values are ignored (score 0, nothing
 learned): a failed probe is the outage detector's business, not this one's.
 
 Method, in four stages (docs/detection.md has the figures):
 
 1. Two forecasts of the value, each with its own spread:
    - the daily profile: `buckets_per_day` buckets keyed by time of day, each an
-     exponentially weighted mean and variance of the values seen in it. Its
-     forgetting is in days (`season_halflife_days`), not samples, so the
-     profile means the same at any check interval;
-   - the recent level: a fast EWMA of the value (`level_alpha`) with a slower
-     EWMA of its squared one-step error (`spread_alpha`).
+     exponentially weighted mean and variance of the values seen in it; a
+     day's weight halves in `season_halflife_days`;
+   - the recent level: an EWMA of the value (half-life `level_halflife_s`) with
+     an EWMA of its absolute one-step error (`spread_halflife_s`). The mean
+     absolute error, not the RMS: one burst in heavy-tailed noise inflates a
+     variance for hours and hides the next change, an absolute error much less.
    The surprise of a sample is the smaller of its two |z|: a value is unusual
-   only if it is unexpected both for this time of day and after the last few
-   samples. The daily peak is then not flagged (the profile expects it), nor is
-   noise around a slowly moving level (the level expects it).
+   only if it is unexpected both for this time of day and after the last
+   minutes. The daily peak is then not flagged, nor is noise around a slowly
+   moving level.
 2. The surprise is clipped to `z_cap` and scaled to a raw score in [0, 1].
-3. Anomaly likelihood (as in Numenta's HTM): the mean raw score of the last
-   `short_window` samples, compared with the long-run distribution of that
-   mean (EWMA mean and variance, `long_alpha`): L = 1 - Q((short - mean) / std).
-   This turns raw scores of any scale into a tail probability, so one
-   threshold fits all signals; a sustained run of moderate surprises reaches
-   it as surely as one big spike.
+3. Anomaly likelihood (as in Numenta's HTM): a short time-weighted mean of raw
+   scores (half-life `short_halflife_s`) against the long-run distribution of
+   that mean (`long_halflife_s`): L = 1 - Q((short - mean) / std). Raw scores
+   of any scale become a tail probability, so one threshold fits all signals.
 4. A value outside the envelope of everything seen (min/max widened by
    `range_tolerance` of the range; the envelope relaxes towards the level with
    `range_halflife_days`) is certain: L = 1. The score is log-scaled,
-   score = log(1 - L) / log(1e-10), so 0.5 is a one-in-100,000 event. Only the
-   first sample of a run of such events keeps its score; the rest of the run
-   is capped at 0.3: an alarm marks the onset of a change, not each of its
-   samples.
+   score = log(1 - L) / log(1e-10), so 0.5 is a one-in-100,000 event. An
+   alarm marks the onset of a change: after a sample scores red, the scores
+   of the next `holdoff_s` are capped at 0.3 (an alarm a little later, within
+   the same change, adds nothing to anyone and costs a page).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+from dataclasses import dataclass
+
+from agent.detect.snapshot import SnapshotError, load_slots, save_slots
 
 _DAY = 86400.0
 #: Scores are log(1 - L) / log(1e-10): L = 1 - 1e-10 maps to 1.0.
 _LOG_SCALE = -math.log(1e-10)
-#: L at or above this is "red" (score 0.5); runs of red keep only their first sample.
+#: L at or above this is "red" (score 0.5).
 _RED = 1.0 - 1e-5
-#: What the rest of a red run is capped at: the score of L = 0.999.
+#: What scores are capped at during the hold-off after a red one: the score of L = 0.999.
 _AFTER_ONSET = math.log(1e-3) / -_LOG_SCALE
 #: Lower bounds of the long-run distribution of short means (Numenta's values):
 #: without them a signal that was perfectly predictable would alarm on any blip.
 _MIN_MEAN = 0.03
 _MIN_VAR = 0.0003
-_FORMAT = 1
+#: Mean absolute deviation of a normal distribution is sigma * sqrt(2 / pi).
+_MAD_TO_SIGMA = math.sqrt(math.pi / 2.0)
+#: Bump when the meaning of the stored state changes: older snapshots are discarded.
+FORMAT = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,41 +71,45 @@ class BaselineParams:
     buckets_per_day: int = 48
     #: A day's weight in a bucket's mean halves after this many days.
     season_halflife_days: float = 3.0
-    #: Per-sample weight of the recent level (0.1: about the last 10 samples).
-    level_alpha: float = 0.1
-    #: Per-sample weight of the level's squared error (0.01: about 100 samples).
-    spread_alpha: float = 0.01
+    #: Half-life of a sample's weight in the recent level.
+    level_halflife_s: float = 900.0
+    #: Half-life of a sample's weight in the level's mean absolute error.
+    spread_halflife_s: float = 6 * 3600.0
     #: Surprise |z| at which the raw score saturates at 1.
     z_cap: float = 4.0
-    #: Samples in the short mean of raw scores.
-    short_window: int = 5
-    #: Per-sample weight of the long-run distribution of short means (~500 samples).
-    long_alpha: float = 0.002
+    #: Half-life of the short mean of raw scores.
+    short_halflife_s: float = 300.0
+    #: Half-life of the long-run distribution of short means.
+    long_halflife_s: float = 86400.0
     #: A value beyond the envelope by this fraction of its width is certain.
     range_tolerance: float = 0.05
     #: The envelope's excess over the level halves after this many days.
     range_halflife_days: float = 90.0
-    #: Samples learned before any score above 0 (the envelope is meaningless before).
-    warmup_samples: int = 288
+    #: Time learned before any score above 0 (the envelope is meaningless before) ...
+    warmup_s: float = 86400.0
+    #: ... and at least this many samples, whatever the interval.
+    warmup_min_samples: int = 30
+    #: The largest recent short mean of raw scores sets a floor under the spread of
+    #: short means: reaching it again is a z of `peak_margin` (0: no floor) ...
+    peak_margin: float = 3.0
+    #: ... and its excess over the long-run mean halves after this many days.
+    peak_halflife_days: float = 7.0
+    #: After a red score, later scores are capped for this long (onset only).
+    holdoff_s: float = 10800.0
     #: The spread never counts as less than this fraction of |level| (plus 1e-12),
     #: so a signal that never moved is not divided by zero when it does.
     min_spread_fraction: float = 1e-3
 
     def __post_init__(self) -> None:
-        checks = [
-            ("buckets_per_day", self.buckets_per_day >= 1),
-            ("season_halflife_days", self.season_halflife_days > 0),
-            ("level_alpha", 0 < self.level_alpha <= 1),
-            ("spread_alpha", 0 < self.spread_alpha <= 1),
-            ("z_cap", self.z_cap > 0),
-            ("short_window", self.short_window >= 1),
-            ("long_alpha", 0 < self.long_alpha <= 1),
-            ("range_tolerance", self.range_tolerance >= 0),
-            ("range_halflife_days", self.range_halflife_days > 0),
-            ("warmup_samples", self.warmup_samples >= 0),
-            ("min_spread_fraction", self.min_spread_fraction >= 0),
-        ]
-        bad = [name for name, ok in checks if not ok]
+        positive = ("season_halflife_days", "level_halflife_s", "spread_halflife_s", "z_cap",
+                    "short_halflife_s", "long_halflife_s", "range_halflife_days",
+                    "peak_halflife_days")
+        bad = [name for name in positive if not getattr(self, name) > 0]
+        at_least_zero = ("peak_margin", "range_tolerance", "warmup_s", "warmup_min_samples",
+                         "holdoff_s", "min_spread_fraction")
+        bad += [name for name in at_least_zero if not getattr(self, name) >= 0]
+        if self.buckets_per_day < 1:
+            bad.insert(0, "buckets_per_day")
         if bad:
             raise ValueError(f"BaselineParams: out of range: {', '.join(bad)}")
 
@@ -118,7 +125,8 @@ def log_score(likelihood: float) -> float:
     return min(max(score, 0.0), 1.0)
 
 
-def _halflife_alpha(dt: float, halflife: float) -> float:
+def halflife_alpha(dt: float, halflife: float) -> float:
+    """The weight of a sample `dt` after the previous one for an EWMA of this half-life."""
     return 1.0 - math.pow(0.5, dt / halflife)
 
 
@@ -127,32 +135,30 @@ class Baseline:
 
     # Fixed attributes: the state is exactly these, whatever the number of samples.
     __slots__ = (
-        "_b_mean", "_b_n", "_b_var", "_hi", "_last_likelihood", "_last_z", "_level",
-        "_lo", "_long_mean", "_long_n", "_long_var", "_n", "_red", "_ring", "_ring_sum",
-        "_t", "_var", "params",
+        "_b_mean", "_b_n", "_b_var", "_hi", "_hold_until", "_last_likelihood", "_last_z",
+        "_level", "_lo", "_long_mean", "_long_n", "_long_var", "_mad", "_n", "_peak", "_short",
+        "_start", "_t", "params",
     )
+    #: The attributes a snapshot holds (all but params, which it records apart).
+    STATE = tuple(name for name in __slots__ if name != "params")
 
     def __init__(self, *, params: BaselineParams = BaselineParams()) -> None:
         self.params = params
         self._n = 0
-        self._t = 0.0
-        self._level = 0.0
-        self._var = 0.0
-        self._lo = 0.0
-        self._hi = 0.0
+        self._start = self._t = 0.0
+        self._level = self._mad = 0.0
+        self._lo = self._hi = 0.0
         #: Per bucket: samples seen, mean, variance.
         self._b_n = [0] * params.buckets_per_day
         self._b_mean = [0.0] * params.buckets_per_day
         self._b_var = [0.0] * params.buckets_per_day
-        self._ring = [0.0] * params.short_window
-        self._ring_sum = 0.0
+        self._short = self._peak = 0.0
         self._long_n = 0
-        self._long_mean = 0.0
-        self._long_var = 0.0
-        self._red = False
+        self._long_mean = self._long_var = 0.0
+        #: Scores are capped until this time (the hold-off after a red one).
+        self._hold_until = -1e18
         # Last sample's figures, for state(); not needed to continue.
-        self._last_z = 0.0
-        self._last_likelihood = 0.0
+        self._last_z = self._last_likelihood = 0.0
 
     def _bucket(self, t: float) -> int:
         buckets = self.params.buckets_per_day
@@ -165,20 +171,19 @@ class Baseline:
         p = self.params
         self._n += 1
         if self._n == 1:
-            self._t = t
+            self._start = self._t = t
             self._level = self._lo = self._hi = value
             b = self._bucket(t)
             self._b_n[b], self._b_mean[b] = 1, value
             return 0.0
         # Time since the previous sample, bounded: a gap of a week teaches no more
         # about a bucket than one bucket's width of samples would.
-        width = _DAY / p.buckets_per_day
-        dt = min(max(t - self._t, 0.0), width)
+        dt = min(max(t - self._t, 0.0), _DAY / p.buckets_per_day)
         self._t = t
 
         # 1. Surprise: the smaller |z| of the daily profile and the recent level.
         floor = p.min_spread_fraction * abs(self._level) + 1e-12
-        z = abs(value - self._level) / max(math.sqrt(self._var), floor)
+        z = abs(value - self._level) / max(self._mad * _MAD_TO_SIGMA, floor)
         b = self._bucket(t)
         if self._b_n[b] > 0:
             z_day = abs(value - self._b_mean[b]) / max(math.sqrt(self._b_var[b]), floor)
@@ -193,56 +198,61 @@ class Baseline:
         outside = self._hi > self._lo and not (
             self._lo - tolerance <= value <= self._hi + tolerance
         )
-
         self._learn(b, value, dt)
+        likelihood = 1.0 if outside else self._likelihood(raw, dt)
+        self._last_likelihood = likelihood
+        # 4b. Log scale, onset only, warm-up.
+        if self._n <= p.warmup_min_samples or t - self._start < p.warmup_s:
+            return 0.0
+        score = log_score(likelihood)
+        if t < self._hold_until:
+            return min(score, _AFTER_ONSET)
+        if likelihood >= _RED:
+            self._hold_until = t + p.holdoff_s
+        return score
 
-        # 3. Anomaly likelihood of the short mean of raw scores.
-        slot = (self._n - 2) % p.short_window
-        self._ring_sum += raw - self._ring[slot]
-        self._ring[slot] = raw
-        short = self._ring_sum / min(self._n - 1, p.short_window)
+    def _likelihood(self, raw: float, dt: float) -> float:
+        """3. The tail probability of the short mean of raw scores; learns it too."""
+        p = self.params
+        # The first raw score is taken whole, so the mean does not start from 0.
+        alpha = halflife_alpha(dt, p.short_halflife_s) if self._n > 2 else 1.0
+        self._short += alpha * (raw - self._short)
+        short = self._short
         if self._long_n == 0:
             self._long_mean = short
         mean = max(self._long_mean, _MIN_MEAN)
-        var = max(self._long_var, _MIN_VAR)
-        likelihood = 1.0 - normal_tail((short - mean) / math.sqrt(var))
+        std = math.sqrt(max(self._long_var, _MIN_VAR))
+        if p.peak_margin > 0:
+            # A series that often surprises must surprise more than it did lately.
+            std = max(std, (self._peak - mean) / p.peak_margin)
+        likelihood = 1.0 - normal_tail((short - mean) / std)
         # Weight 1/n at first so that the early estimate is a plain average.
         self._long_n += 1
-        alpha = max(p.long_alpha, 1.0 / self._long_n)
+        alpha = max(halflife_alpha(dt, p.long_halflife_s), 1.0 / self._long_n)
         delta = short - self._long_mean
         self._long_mean += alpha * delta
         self._long_var = (1.0 - alpha) * (self._long_var + alpha * delta * delta)
-
-        # 4b. Envelope, log scale, onset only.
-        if outside:
-            likelihood = 1.0
-        self._last_likelihood = likelihood
-        red = likelihood >= _RED
-        was_red, self._red = self._red, red
-        if self._n <= p.warmup_samples:
-            return 0.0
-        score = log_score(likelihood)
-        if red and was_red:
-            score = min(score, _AFTER_ONSET)
-        return score
+        relax = halflife_alpha(dt, p.peak_halflife_days * _DAY)
+        self._peak = max(short, self._peak - relax * (self._peak - self._long_mean))
+        return likelihood
 
     def _learn(self, b: int, value: float, dt: float) -> None:
         p = self.params
         error = value - self._level
-        self._var += p.spread_alpha * (error * error - self._var)
-        self._level += p.level_alpha * error
+        self._mad += halflife_alpha(dt, p.spread_halflife_s) * (abs(error) - self._mad)
+        self._level += halflife_alpha(dt, p.level_halflife_s) * error
         # The profile forgets per day: a bucket gets (width / dt) samples a day.
         if self._b_n[b] == 0:
             self._b_mean[b] = value
         else:
             width = _DAY / p.buckets_per_day
-            alpha = _halflife_alpha(dt, width * p.season_halflife_days)
+            alpha = halflife_alpha(dt, width * p.season_halflife_days)
             delta = value - self._b_mean[b]
             self._b_mean[b] += alpha * delta
             self._b_var[b] = (1.0 - alpha) * (self._b_var[b] + alpha * delta * delta)
         self._b_n[b] += 1
         # The envelope widens at once and relaxes slowly towards the level.
-        relax = _halflife_alpha(dt, p.range_halflife_days * _DAY)
+        relax = halflife_alpha(dt, p.range_halflife_days * _DAY)
         self._hi = max(value, self._hi - relax * (self._hi - self._level))
         self._lo = min(value, self._lo + relax * (self._level - self._lo))
 
@@ -255,70 +265,29 @@ class Baseline:
         """Figures for a reason: "baseline 150 ms (± 12), now 900 ms"."""
         b = self._bucket(self._t)
         seen = self._b_n[b] > 0
+        spread = self._mad * _MAD_TO_SIGMA
         return {
             "samples": float(self._n),
             "baseline": self._b_mean[b] if seen else self._level,
-            "baseline_spread": math.sqrt(self._b_var[b]) if seen else math.sqrt(self._var),
+            "baseline_spread": math.sqrt(self._b_var[b]) if seen else spread,
             "level": self._level,
-            "spread": math.sqrt(self._var),
+            "spread": spread,
             "low": self._lo,
             "high": self._hi,
             "surprise_z": self._last_z,
             "likelihood": self._last_likelihood,
         }
 
-    def to_json(self) -> dict[str, Any]:
+    def snapshot(self) -> dict[str, object]:
         """Everything needed to continue exactly where this one stopped (JSON-safe)."""
-        return {
-            "format": _FORMAT,
-            "params": asdict(self.params),
-            "n": self._n,
-            "t": self._t,
-            "level": self._level,
-            "var": self._var,
-            "lo": self._lo,
-            "hi": self._hi,
-            "bucket_n": list(self._b_n),
-            "bucket_mean": list(self._b_mean),
-            "bucket_var": list(self._b_var),
-            "ring": list(self._ring),
-            "ring_sum": self._ring_sum,
-            "long_n": self._long_n,
-            "long_mean": self._long_mean,
-            "long_var": self._long_var,
-            "red": self._red,
-            "last_z": self._last_z,
-            "last_likelihood": self._last_likelihood,
-        }
+        return save_slots(self, FORMAT, self.params, self.STATE)
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Baseline:
-        """Rebuild from to_json(); ValueError if it is not one (a corrupt store row)."""
-        try:
-            if data["format"] != _FORMAT:
-                raise ValueError(f"unknown baseline format {data['format']!r}")
-            known = {f.name for f in fields(BaselineParams)}
-            params = BaselineParams(**{k: v for k, v in data["params"].items() if k in known})
-            b = cls(params=params)
-            lists = (data["bucket_n"], data["bucket_mean"], data["bucket_var"])
-            if any(len(x) != params.buckets_per_day for x in lists):
-                raise ValueError("bucket count does not match buckets_per_day")
-            if len(data["ring"]) != params.short_window:
-                raise ValueError("ring length does not match short_window")
-            b._n = int(data["n"])
-            b._t = float(data["t"])
-            b._level, b._var = float(data["level"]), float(data["var"])
-            b._lo, b._hi = float(data["lo"]), float(data["hi"])
-            b._b_n = [int(x) for x in data["bucket_n"]]
-            b._b_mean = [float(x) for x in data["bucket_mean"]]
-            b._b_var = [float(x) for x in data["bucket_var"]]
-            b._ring = [float(x) for x in data["ring"]]
-            b._ring_sum = float(data["ring_sum"])
-            b._long_n = int(data["long_n"])
-            b._long_mean, b._long_var = float(data["long_mean"]), float(data["long_var"])
-            b._red = bool(data["red"])
-            b._last_z = float(data["last_z"])
-            b._last_likelihood = float(data["last_likelihood"])
-        except (KeyError, TypeError) as exc:
-            raise ValueError(f"not a saved baseline: {exc!r}") from exc
+    def restore(cls, data: object, *, params: BaselineParams = BaselineParams()) -> Baseline:
+        """Rebuild from snapshot(); SnapshotError if it is not one, is of another
+        format, or was learned with other params (its figures would mean something else)."""
+        b = cls(params=params)
+        load_slots(b, data, FORMAT, params, cls.STATE)
+        if len(b._b_n) != params.buckets_per_day:
+            raise SnapshotError("bucket count does not match buckets_per_day")
         return b

@@ -2,11 +2,13 @@
 
 The streaming `Baseline` scores each sample; its score marks the *start* of
 a change. A check is degraded only when that start is confirmed: after an
-alarm (score >= `threshold`) the recent level must stay above both
-`ratio` x the baseline seen at the alarm and that baseline + 3 spreads for
-`sustain` samples in a row. It recovers when the level has been back under
-the midpoint for `sustain` samples. Only upward changes count: a faster page
-or fewer errors is not a problem. Constant memory per signal.
+alarm (score >= `threshold`) every run must stay above both `ratio` x the
+normal seen at the alarm and that normal + 3 spreads, for `sustain_s` and at
+least `min_runs` runs. It recovers when the value has been back under the
+midpoint for as long. Durations, not run counts: a check every 30 s and one
+every 5 min confirm after the same time (the first with more evidence). Only
+upward changes count: a faster page or fewer errors is not a problem.
+Constant memory per signal.
 """
 
 from __future__ import annotations
@@ -18,8 +20,13 @@ from agent.detect.baseline import Baseline
 
 @dataclass(frozen=True, slots=True)
 class DegradedParams:
+    #: The baseline score that starts a candidate change.
     threshold: float = 0.5
-    sustain: int = 5
+    #: How long the change must last (and recovery too) ...
+    sustain_s: float = 600.0
+    #: ... in at least this many runs.
+    min_runs: int = 3
+    #: The level must be at least this many times the normal.
     ratio: float = 1.5
 
 
@@ -30,6 +37,8 @@ class DegradedState:
     normal: float | None = None
     limit: float = 0.0
     streak: int = 0
+    #: When the current streak began.
+    since: float = 0.0
     #: Sum of the values in the current streak (the level reported is their mean).
     total: float = 0.0
     degraded: bool = False
@@ -53,31 +62,34 @@ def observe(st: DegradedState, t: float, value: float, *, unit: str = "s",
             # may never have been seen (a new time of day), the recent level always has.
             st.normal = before["level"]
             st.limit = max(st.normal * params.ratio, st.normal + 3 * before["spread"])
-            st.streak, st.total = 0, 0.0
+            st.streak = 0
         # Every run of the streak must be beyond the limit: one spike, however
         # large, followed by normal runs is not a change.
-        if value >= st.limit:
-            st.streak, st.total = st.streak + 1, st.total + value
-        else:
+        if value < st.limit:
             st.normal, st.streak = None, 0
             return None
-        if st.streak >= params.sustain:
-            now = st.total / st.streak
-            st.degraded, st.streak, st.total = True, 0, 0.0
+        if _lasted(st, t, value, params):
+            now, runs = st.total / st.streak, st.streak
+            st.degraded, st.streak = True, 0
             return Change("degraded", f"baseline {_fmt(st.normal, unit)}, now "
-                                      f"{_fmt(now, unit)} over the last {params.sustain} runs")
+                                      f"{_fmt(now, unit)} over the last {runs} runs")
         return None
     assert st.normal is not None
-    if value <= (st.normal + st.limit) / 2:
-        st.streak, st.total = st.streak + 1, st.total + value
-        if st.streak >= params.sustain:
-            normal, now = st.normal, st.total / st.streak
-            st.degraded, st.normal, st.streak, st.total = False, None, 0, 0.0
-            return Change("recovered", f"back to {_fmt(now, unit)} "
-                                       f"(baseline {_fmt(normal, unit)})")
-    else:
-        st.streak, st.total = 0, 0.0
+    if value > (st.normal + st.limit) / 2:
+        st.streak = 0
+    elif _lasted(st, t, value, params):
+        normal, now = st.normal, st.total / st.streak
+        st.degraded, st.normal, st.streak = False, None, 0
+        return Change("recovered", f"back to {_fmt(now, unit)} (baseline {_fmt(normal, unit)})")
     return None
+
+
+def _lasted(st: DegradedState, t: float, value: float, params: DegradedParams) -> bool:
+    """Count this run into the streak; True once it spans sustain_s and min_runs."""
+    if st.streak == 0:
+        st.since, st.total = t, 0.0
+    st.streak, st.total = st.streak + 1, st.total + value
+    return st.streak >= params.min_runs and t - st.since >= params.sustain_s
 
 
 def _fmt(value: float, unit: str) -> str:

@@ -1,6 +1,7 @@
 """Detection figures with the real daemon against local targets (loopback only).
 
     python3 benchmarks/detection.py [--outages 12] [--blip-checks 40] [--blip-minutes 4]
+                                    [--false-page-checks 20] [--nab ../shared/nab/data]
 
 1. Time to page for a hard outage: http checks (interval 5 s, timeout 1 s,
    confirm 4 as by default, recheck_interval 1 s: the defaults' shape, scaled
@@ -11,6 +12,11 @@
 2. Blips: checks against a target that fails 1 request in 50 at random, each
    run counted; the figure is the number of pages (target: 0) over the
    simulated days (runs / 8640, a day at one run every 10 s).
+3. False pages over time (benchmarks/false_pages.py, pure and quick, run
+   first): NAB's no-anomaly series and simulated noisy but healthy checks
+   through the decision path; degraded incidents per check per day and week
+   (target: <= 1 per check per week). `--false-page-checks 0` skips it,
+   `--outages 0` the daemon runs.
 
 Everything stops by itself; every loop is bounded in count and time.
 """
@@ -31,6 +37,7 @@ from aiohttp import web
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks import false_pages  # noqa: E402
 from tests.support import Receiver, start_agent, wait_for  # noqa: E402
 
 INTERVAL, TIMEOUT, RECHECK, CONFIRM = 5.0, 1.0, 1.0, 4
@@ -157,7 +164,17 @@ async def main() -> None:
     ap.add_argument("--outages", type=int, default=12)
     ap.add_argument("--blip-checks", type=int, default=40)
     ap.add_argument("--blip-minutes", type=float, default=4.0, help="0 to skip the blip run")
+    ap.add_argument("--false-page-checks", type=int, default=20,
+                    help="simulated healthy checks, a week each (0: skip)")
+    default_nab = ROOT.parent / "shared" / "nab" / "data"
+    ap.add_argument("--nab", type=Path, default=default_nab if default_nab.is_dir() else None,
+                    help="NAB data folder: its no-anomaly series join the false-page run")
     args = ap.parse_args()
+    if args.false_page_checks > 0:
+        false_pages.main([f"--checks={args.false_page_checks}"]
+                         + ([f"--nab={args.nab}"] if args.nab else []))
+    if args.outages <= 0:
+        return
     print(f"== time to page: interval {INTERVAL:g}s, timeout {TIMEOUT:g}s, confirm {CONFIRM}, "
           f"recheck {RECHECK:g}s, {args.outages} outages at random moments")
     got = await time_to_page(args.outages)

@@ -92,8 +92,10 @@ class BaselineParams:
     #: The largest recent short mean of raw scores sets a floor under the spread of
     #: short means: reaching it again is a z of `peak_margin` (0: no floor) ...
     peak_margin: float = 3.0
-    #: ... and its excess over the long-run mean halves after this many days.
+    #: ... its excess over the long-run mean halves after this many days, and
+    #: a short mean joins it at the latest this long after it was seen.
     peak_halflife_days: float = 7.0
+    peak_delay_s: float = 3600.0
     #: After a red score, later scores are capped for this long (onset only).
     holdoff_s: float = 10800.0
     #: The spread never counts as less than this fraction of |level| (plus 1e-12),
@@ -103,7 +105,7 @@ class BaselineParams:
     def __post_init__(self) -> None:
         positive = ("season_halflife_days", "level_halflife_s", "spread_halflife_s", "z_cap",
                     "short_halflife_s", "long_halflife_s", "range_halflife_days",
-                    "peak_halflife_days")
+                    "peak_halflife_days", "peak_delay_s")
         bad = [name for name in positive if not getattr(self, name) > 0]
         at_least_zero = ("peak_margin", "range_tolerance", "warmup_s", "warmup_min_samples",
                          "holdoff_s", "min_spread_fraction")
@@ -136,7 +138,8 @@ class Baseline:
     # Fixed attributes: the state is exactly these, whatever the number of samples.
     __slots__ = (
         "_b_mean", "_b_n", "_b_var", "_hi", "_hold_until", "_last_likelihood", "_last_z",
-        "_level", "_lo", "_long_mean", "_long_n", "_long_var", "_mad", "_n", "_peak", "_short",
+        "_level", "_lo", "_long_mean", "_long_n", "_long_var", "_mad", "_mad_w", "_n", "_peak",
+        "_short", "_slot_max", "_slot_start",
         "_start", "_t", "params",
     )
     #: The attributes a snapshot holds (all but params, which it records apart).
@@ -147,12 +150,17 @@ class Baseline:
         self._n = 0
         self._start = self._t = 0.0
         self._level = self._mad = 0.0
+        #: The weight the mean absolute error has gathered since the start (it starts
+        #: at 0, so its first hours are divided by this instead of read as calm).
+        self._mad_w = 0.0
         self._lo = self._hi = 0.0
         #: Per bucket: samples seen, mean, variance.
         self._b_n = [0] * params.buckets_per_day
         self._b_mean = [0.0] * params.buckets_per_day
         self._b_var = [0.0] * params.buckets_per_day
         self._short = self._peak = 0.0
+        #: The largest short mean since `_slot_start` (it joins the peak when the slot ends).
+        self._slot_max = self._slot_start = 0.0
         self._long_n = 0
         self._long_mean = self._long_var = 0.0
         #: Scores are capped until this time (the hold-off after a red one).
@@ -183,7 +191,7 @@ class Baseline:
 
         # 1. Surprise: the smaller |z| of the daily profile and the recent level.
         floor = p.min_spread_fraction * abs(self._level) + 1e-12
-        z = abs(value - self._level) / max(self._mad * _MAD_TO_SIGMA, floor)
+        z = abs(value - self._level) / max(self._spread(), floor)
         b = self._bucket(t)
         if self._b_n[b] > 0:
             z_day = abs(value - self._b_mean[b]) / max(math.sqrt(self._b_var[b]), floor)
@@ -232,14 +240,23 @@ class Baseline:
         delta = short - self._long_mean
         self._long_mean += alpha * delta
         self._long_var = (1.0 - alpha) * (self._long_var + alpha * delta * delta)
+        # The peak learns the largest short mean of each `peak_delay_s` once that
+        # period is over: a change that builds up over minutes must not raise its own
+        # bar on the way. Nor do the first samples (of a spread still near 0).
         relax = halflife_alpha(dt, p.peak_halflife_days * _DAY)
-        self._peak = max(short, self._peak - relax * (self._peak - self._long_mean))
+        self._peak -= relax * (self._peak - self._long_mean)
+        if self._t - self._slot_start >= p.peak_delay_s:
+            self._peak = max(self._peak, self._slot_max)
+            self._slot_start, self._slot_max = self._t, 0.0
+        self._slot_max = max(self._slot_max, short)
         return likelihood
 
     def _learn(self, b: int, value: float, dt: float) -> None:
         p = self.params
         error = value - self._level
-        self._mad += halflife_alpha(dt, p.spread_halflife_s) * (abs(error) - self._mad)
+        alpha = halflife_alpha(dt, p.spread_halflife_s)
+        self._mad += alpha * (abs(error) - self._mad)
+        self._mad_w += alpha * (1.0 - self._mad_w)
         self._level += halflife_alpha(dt, p.level_halflife_s) * error
         # The profile forgets per day: a bucket gets (width / dt) samples a day.
         if self._b_n[b] == 0:
@@ -256,6 +273,10 @@ class Baseline:
         self._hi = max(value, self._hi - relax * (self._hi - self._level))
         self._lo = min(value, self._lo + relax * (self._level - self._lo))
 
+    def _spread(self) -> float:
+        """The recent level's spread, as a standard deviation (0 before any error)."""
+        return self._mad / self._mad_w * _MAD_TO_SIGMA if self._mad_w > 0 else 0.0
+
     def expected(self, t: float) -> float:
         """The daily profile's value for time t (the recent level where it has none)."""
         b = self._bucket(t)
@@ -265,7 +286,7 @@ class Baseline:
         """Figures for a reason: "baseline 150 ms (± 12), now 900 ms"."""
         b = self._bucket(self._t)
         seen = self._b_n[b] > 0
-        spread = self._mad * _MAD_TO_SIGMA
+        spread = self._spread()
         return {
             "samples": float(self._n),
             "baseline": self._b_mean[b] if seen else self._level,

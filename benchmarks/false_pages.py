@@ -5,9 +5,9 @@
 
 A detector that scores well on labelled anomalies can still page every night
 on a healthy but noisy service. This feeds series with nothing wrong in them
-through the same decisions the agent takes for a check's baselines (the
-response-time baseline's degraded incidents and the error-rate baseline,
-`agent.detect.degraded` and `agent.detect.errorrate` with their defaults) and
+through the runner's own detection pipeline (`agent.detect.pipeline.step`,
+the defaults of a check with its baselines on: outage confirmation, the
+response-time baseline and the error-rate baseline) and
 counts the "degraded" incidents that would open, per simulated day and per
 check per week (target: <= 1 per check per week).
 
@@ -37,9 +37,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from agent.detect import degraded  # noqa: E402
-from agent.detect.errorrate import ErrorRate  # noqa: E402
+from agent.detect import pipeline  # noqa: E402
 from benchmarks.nab_score import parse_time  # noqa: E402
+from checks.result import CheckResult, ErrorKind  # noqa: E402
 
 DAY = 86400.0
 WEEK = 7 * DAY
@@ -47,30 +47,25 @@ WEEK = 7 * DAY
 
 @dataclass
 class CheckDecisions:
-    """What the agent keeps per check for its baselines (as the runner does)."""
+    """One check through the runner's detection pipeline, counting degraded incidents."""
 
-    latency: degraded.DegradedState = field(default_factory=degraded.DegradedState)
-    errors: ErrorRate = field(default_factory=ErrorRate)
+    params: pipeline.Params = field(default_factory=lambda: pipeline.Params(baseline=True))
+    state: pipeline.CheckState = field(default_factory=pipeline.CheckState)
     opened: int = 0
-    open_signals: set[str] = field(default_factory=set)
 
-    def run(self, t: float, ok: bool, value: float, unit: str = "s") -> None:
+    def run(self, t: float, ok: bool, value: float) -> None:
         """One probe run; counts an incident when the first signal turns degraded."""
-        changes = []
-        rate = self.errors.observe(t, ok)
-        if rate is not None:
-            changes.append(("error rate", rate.kind))
+        obs = {"value": value} if self.params.baseline_observations else {}
         if ok:
-            change = degraded.observe(self.latency, t, value, unit=unit)
-            if change is not None:
-                changes.append(("response time", change.kind))
-        for signal, kind in changes:
-            if kind == "degraded":
-                if not self.open_signals:
-                    self.opened += 1
-                self.open_signals.add(signal)
-            else:
-                self.open_signals.discard(signal)
+            result = CheckResult(True, value, "ok", checked_at=t, observations=obs)
+        else:
+            result = CheckResult(False, value, "blip", ErrorKind.PROTOCOL, checked_at=t)
+        was = bool(self.state.degraded_now)
+        step = pipeline.step(self.state, "check", result, self.params, now=t, hold=None)
+        for sig in step.signals:
+            if isinstance(sig, pipeline.Degraded) and sig.degraded and not was:
+                self.opened += 1
+                was = True
 
 
 def healthy_web_check(rng: random.Random, days: float, step: float = 30.0,
@@ -112,13 +107,16 @@ class Tally:
         return self.incidents / self.checks / (self.days / 7.0) if self.days else 0.0
 
 
-def count(name: str, series: Iterable[tuple[float, bool, float]], unit: str) -> Tally:
-    check = CheckDecisions()
+def count(name: str, series: Iterable[tuple[float, bool, float]], observed: bool) -> Tally:
+    """`observed`: the value is an observation with a baseline (NAB's), not a latency."""
+    check = CheckDecisions(pipeline.Params(baseline=not observed,
+                                           baseline_observations=("value",) if observed
+                                           else ()))
     first = last = None
     for t, ok, value in series:
         first = t if first is None else first
         last = t
-        check.run(t, ok, value, unit)
+        check.run(t, ok, value)
     days = (last - first) / DAY if first is not None and last is not None else 0.0
     return Tally(name, 1, days, check.opened)
 
@@ -127,10 +125,10 @@ def report(nab: Path | None, checks: int, days: float) -> list[str]:
     tallies: list[Tally] = []
     if nab is not None:
         for name, rows in nab_series(nab / "artificialNoAnomaly"):
-            tallies.append(count(f"NAB {name}", rows, ""))
+            tallies.append(count(f"NAB {name}", rows, True))
     for seed in range(checks):
         tallies.append(count(f"web check {seed}", healthy_web_check(random.Random(seed), days),
-                             "s"))
+                             False))
     lines = [f"  {'series':42s} {'days':>6s} {'incidents':>9s} {'per week':>8s}"]
     for t in tallies:
         if t.name.startswith("NAB") or t.incidents:
@@ -139,7 +137,7 @@ def report(nab: Path | None, checks: int, days: float) -> list[str]:
     for label, slow, fail in (("3x slower for 2 hours", 3.0, 1 / 50),
                               ("1 run in 5 failing for 2 hours", 1.0, 1 / 5)):
         found = [count("", healthy_web_check(random.Random(seed), days, slow=slow, fail=fail),
-                       "s").incidents for seed in range(min(checks, 5))]
+                       False).incidents for seed in range(min(checks, 5))]
         lines.append(f"  control, the same checks {label} on day 4: incidents {found} "
                      "(each should be 1)")
     total = sum(t.incidents for t in tallies)

@@ -11,9 +11,10 @@ row by row, with the row's time, through two things the agent runs:
 
 - `onwatch`: one `agent.detect.baseline.Baseline()` with the defaults a user
   gets; the anomaly_score is its raw score, computed before it learns the row;
-- `onwatch_decisions`: the agent's decision path for a baseline signal
-  (`agent.detect.degraded.observe`, with its defaults): anomaly_score is 1 on
-  the row where a "degraded" incident would open, else 0.
+- `onwatch_decisions`: the runner's own detection pipeline
+  (`agent.detect.pipeline.step`, defaults, the value as an observation with a
+  baseline): anomaly_score is 1 on the row where a "degraded" incident would
+  open, else 0.
 
 Both are written as NAB results, RESULTS/<detector>/<category>/<detector>_<file>.csv
 (timestamp,value,anomaly_score), which NAB's own scorer reads, and scored here
@@ -45,7 +46,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from agent.detect import degraded  # noqa: E402
+from agent.detect import degraded, pipeline  # noqa: E402
 from agent.detect.baseline import Baseline, BaselineParams  # noqa: E402
 from benchmarks import nab_folds  # noqa: E402
 from benchmarks.nab_score import (  # noqa: E402
@@ -58,6 +59,7 @@ from benchmarks.nab_score import (  # noqa: E402
     score_corpus,
     sweep_file,
 )
+from checks.result import CheckResult  # noqa: E402
 
 DETECTOR = "onwatch"
 DECISIONS = "onwatch_decisions"
@@ -106,14 +108,24 @@ def raw_scores(times: list[float], values: list[float], params: BaselineParams
 
 def decision_scores(times: list[float], values: list[float], params: BaselineParams
                     ) -> tuple[list[float], float]:
-    """1.0 where the agent's decision path opens a degraded incident, else 0.0."""
-    st = degraded.DegradedState(baseline=Baseline(params=params))
-    observe = degraded.observe
+    """1.0 where the runner's detection pipeline opens a degraded incident, else 0.0.
+
+    The value is what a check reports as an observation with a baseline
+    (`baseline_observations = ["value"]`), every run successful."""
+    st = pipeline.CheckState()
+    p = pipeline.Params(baseline=False, baseline_observations=("value",))
+    if params != BaselineParams():
+        st.baselines["value"] = degraded.DegradedState(baseline=Baseline(params=params))
+    step = pipeline.step
     started = time.perf_counter()
     out = []
     for t, v in zip(times, values, strict=True):
-        change = observe(st, t, v, unit="")
-        out.append(1.0 if change is not None and change.kind == "degraded" else 0.0)
+        was = bool(st.degraded_now)
+        got = step(st, "nab", CheckResult(True, 0.0, "ok", checked_at=t,
+                                          observations={"value": v}), p, now=t, hold=None)
+        opened = not was and any(isinstance(s, pipeline.Degraded) and s.degraded
+                                 for s in got.signals)
+        out.append(1.0 if opened else 0.0)
     return out, time.perf_counter() - started
 
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 from agent.detect import degraded, flapping, observations, outage
 from agent.detect.degraded import DegradedState
+from agent.detect.errorrate import ErrorRate
 from agent.detect.flapping import FlapState
 from agent.detect.observations import ObsSignal, ObsState, Rules
 from agent.detect.outage import Health, OutageState, Signal
@@ -34,6 +35,8 @@ from checks.result import CheckResult
 
 #: The baseline of a check's response time is called this in reasons and state.
 RESPONSE_TIME = "response time"
+#: The error-rate baseline (agent/detect/errorrate.py), learned with the response time's.
+ERROR_RATE = "error rate"
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +61,8 @@ class CheckState:
     obs: ObsState = field(default_factory=ObsState)
     #: Baselines per signal (RESPONSE_TIME, observation keys), and those degraded now.
     baselines: dict[str, DegradedState] = field(default_factory=dict)
+    #: The share of failing runs against this check's normal (with `Params.baseline`).
+    errors: ErrorRate = field(default_factory=ErrorRate)
     degraded_now: set[str] = field(default_factory=set)
     #: Why a confirmed outage is held back from paging; None: nothing held.
     held: str | None = None
@@ -127,6 +132,12 @@ def step(st: CheckState, check: str, result: CheckResult, p: Params, *, now: flo
     if result.observations:
         signals += [Observed(s) for s in observations.observe(st.obs, result.observations,
                                                                 p.rules)]
+    if p.baseline and out.state.health is not Health.DOWN:
+        # A confirmed outage is its own incident; every other run, failed or not,
+        # counts into the share of failures.
+        rate = st.errors.observe(now, result.ok)
+        if rate is not None:
+            signals.append(_degraded(st, ERROR_RATE, rate.kind == "degraded", rate.reason))
     if result.ok:
         signals += _learn(st, result, p, now)
     flap = flapping.observe(st.flap, out.state.health is Health.DOWN)
@@ -180,12 +191,14 @@ def _learn(st: CheckState, result: CheckResult, p: Params, now: float) -> list[C
         if base is None:
             base = st.baselines[name] = DegradedState()
         change = degraded.observe(base, now, value, unit=unit)
-        if change is None:
-            continue
-        worse = change.kind == "degraded"
-        if worse:
-            st.degraded_now.add(name)
-        else:
-            st.degraded_now.discard(name)
-        out.append(Degraded(name, worse, f"{name}: {change.reason}", bool(st.degraded_now)))
+        if change is not None:
+            out.append(_degraded(st, name, change.kind == "degraded", change.reason))
     return out
+
+
+def _degraded(st: CheckState, name: str, worse: bool, reason: str) -> Degraded:
+    if worse:
+        st.degraded_now.add(name)
+    else:
+        st.degraded_now.discard(name)
+    return Degraded(name, worse, f"{name}: {reason}", bool(st.degraded_now))

@@ -189,17 +189,25 @@ def score_corpus(rows: Sequence[Row], profile: Profile) -> CorpusScore:
     return CorpusScore(profile.name, threshold, raw, null, perfect, normalised)
 
 
-def score_at(rows: Sequence[Row], profile: Profile, threshold: float) -> CorpusScore:
-    """The normalised score of `rows` at a threshold chosen elsewhere (another fold's)."""
+def _tally(rows: Sequence[Row], profile: Profile, threshold: float
+           ) -> tuple[dict[str, float], float, int]:
+    """At a threshold: each window's best reward, the false alarms' cost and count."""
     best: dict[str, float] = {row.window: -profile.fn for row in rows if row.window}
-    fp_total = 0.0
+    fp_total, false_alarms = 0.0, 0
     for row in rows:
         if row.score < threshold:
             continue
         if row.window is None:
             fp_total += profile.fp * row.weight
+            false_alarms += 1
         else:
             best[row.window] = max(best[row.window], profile.tp * row.weight)
+    return best, fp_total, false_alarms
+
+
+def score_at(rows: Sequence[Row], profile: Profile, threshold: float) -> CorpusScore:
+    """The normalised score of `rows` at a threshold chosen elsewhere (another fold's)."""
+    best, fp_total, _ = _tally(rows, profile, threshold)
     raw = sum(best.values()) + fp_total
     n = len(best)
     null, perfect = -profile.fn * n, profile.tp * n
@@ -223,17 +231,7 @@ def per_file(rows: Sequence[Row], profile: Profile, threshold: float) -> list[Fi
         by_file.setdefault(row.file, []).append(row)
     out: list[FileScore] = []
     for name, file_rows in by_file.items():
-        best: dict[str, float] = {r.window: -profile.fn for r in file_rows if r.window}
-        fp_total = 0.0
-        false_alarms = 0
-        for row in file_rows:
-            if row.score < threshold:
-                continue
-            if row.window is None:
-                fp_total += profile.fp * row.weight
-                false_alarms += 1
-            else:
-                best[row.window] = max(best[row.window], profile.tp * row.weight)
+        best, fp_total, false_alarms = _tally(file_rows, profile, threshold)
         detected = sum(1 for value in best.values() if value > -profile.fn)
         out.append(
             FileScore(name, sum(best.values()) + fp_total, detected, len(best), false_alarms)

@@ -102,3 +102,36 @@ def test_snapshot_of_other_params_or_nonsense_is_refused() -> None:
 def test_params_are_validated(bad: dict[str, float]) -> None:
     with pytest.raises(ValueError, match=next(iter(bad))):
         ErrorRateParams(**bad)
+
+
+def test_the_pipeline_opens_degraded_on_an_error_rate_and_not_during_an_outage() -> None:
+    from agent.detect import pipeline
+    from checks.result import CheckResult, ErrorKind
+
+    st, p = pipeline.CheckState(), pipeline.Params(baseline=True)
+    rng = random.Random(6)
+
+    def run(t: float, ok: bool) -> list[pipeline.CheckSignal]:
+        result = (CheckResult(True, 0.1, "ok", checked_at=t) if ok
+                  else CheckResult(False, 0.0, "HTTP 502", ErrorKind.PROTOCOL, checked_at=t))
+        return list(pipeline.step(st, "checkout", result, p, now=t, hold=None).signals)
+
+    t = 0.0
+    for _ in range(3 * 2880):  # three days at 30 s, 1 in 500 failing
+        t += 30.0
+        assert not any(isinstance(s, pipeline.Degraded) for s in run(t, rng.random() >= 1 / 500))
+    # A long hard outage: confirmed down, its failures are the outage's, not a rate.
+    for _ in range(240):
+        t += 30.0
+        run(t, False)
+    assert st.outage.health.value == "down" and not st.errors.degraded
+    for _ in range(20):
+        t += 30.0
+        run(t, True)
+    got: list[pipeline.Degraded] = []
+    for i in range(240):  # two hours of 1 in 5, never twice in a row
+        t += 30.0
+        got += [s for s in run(t, i % 5 != 0) if isinstance(s, pipeline.Degraded)]
+    assert [(s.name, s.degraded) for s in got] == [(pipeline.ERROR_RATE, True)], got
+    assert got[0].any_degraded and got[0].reason.startswith("error rate: failing ")
+    assert "normally 0." in got[0].reason

@@ -225,15 +225,15 @@ def test_sustained_slowdown_opens_a_low_degraded_incident_and_recovers(world) ->
             latency = max(0.001, rng.gauss(level, level * 0.05))
             runner.on_result(check, CheckResult(True, latency, "ok", None, t), 0.0)
 
-    feed(0.150, 600)
+    feed(0.150, 3000)  # a day and a bit: the baseline's warm-up is a day
     assert store.incidents() == []
-    feed(0.900, 10)
+    feed(0.900, 25)  # confirmed over 10 minutes
     incs = store.incidents()
     assert [(i.kind, i.severity, i.state.value) for i in incs] == [("degraded", "low", "open")]
     assert incs[0].title == "router is degraded"
-    assert "baseline 1" in incs[0].reason and "now 9" in incs[0].reason
+    assert re.search(r"baseline 1\d\d ms, now (8|9)\d\d ms", incs[0].reason), incs[0].reason
     assert store.messages(incs[0].id)[0].title.startswith("[DEGRADED] router")
-    feed(0.150, 20)
+    feed(0.150, 25)
     assert store.incident(incs[0].id).state.value == "resolved"  # type: ignore[union-attr]
 
 
@@ -247,13 +247,13 @@ def test_a_named_observation_learns_its_baseline_too(world) -> None:  # type: ig
     check = replace(base, baseline=False, baseline_observations=("cpu_percent",))
     rng = random.Random(5)
     t = utc(2026, 11, 24, 0, 0)
-    for i in range(620):
+    for i in range(3025):
         t += 30
         clock.now = t
-        cpu = rng.gauss(10.0 if i < 600 else 80.0, 0.5)
+        cpu = rng.gauss(10.0 if i < 3000 else 80.0, 0.5)
         runner.on_result(check, CheckResult(True, 0.01, "ok", None, t, {"cpu_percent": cpu}),
                          0.0)
     incs = store.incidents()
     assert [(i.kind, i.severity) for i in incs] == [("degraded", "low")]
-    assert re.match(r"cpu_percent: baseline (9\.9\d|10\.0|10), now (79\.\d|80\.\d) over",
+    assert re.match(r"cpu_percent: baseline (9\.9\d?|10\.\d|10), now (79\.\d|80\.\d) over",
                     incs[0].reason), incs[0].reason

@@ -85,19 +85,17 @@ class BaselineParams:
     range_tolerance: float = 0.05
     #: The envelope's excess over the level halves after this many days.
     range_halflife_days: float = 90.0
-    #: Time learned before any score above 0 (the envelope is meaningless before) ...
+    #: Learned before any score above 0 (the envelope is meaningless before): this
+    #: long, and at least this many samples whatever the interval.
     warmup_s: float = 86400.0
-    #: ... and at least this many samples, whatever the interval.
     warmup_min_samples: int = 30
-    #: The largest recent short mean of raw scores sets a floor under the spread of
-    #: short means: reaching it again is a z of `peak_margin` (0: no floor) ...
-    peak_margin: float = 3.0
-    #: ... its excess over the long-run mean halves after this many days, and
-    #: a short mean joins it at the latest this long after it was seen.
-    peak_halflife_days: float = 7.0
-    peak_delay_s: float = 3600.0
     #: After a red score, later scores are capped for this long (onset only).
     holdoff_s: float = 10800.0
+    # The largest recent short mean of raw scores (the peak) sets a floor under the
+    # spread of short means (stage 4 of the module docstring):
+    peak_margin: float = 3.0  # reaching the peak again is this z (0: no floor)
+    peak_halflife_days: float = 7.0  # its excess over the long-run mean halves so
+    peak_delay_s: float = 3600.0  # a short mean joins the peak this long after
     #: The spread never counts as less than this fraction of |level| (plus 1e-12),
     #: so a signal that never moved is not divided by zero when it does.
     min_spread_fraction: float = 1e-3

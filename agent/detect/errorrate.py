@@ -43,26 +43,20 @@ FORMAT = 1
 
 @dataclass(frozen=True, slots=True)
 class ErrorRateParams:
-    #: Half-life of the recent failure share.
-    recent_halflife_s: float = 3600.0
-    #: Half-life of the check's normal failure share.
-    normal_halflife_s: float = 7 * 86400.0
-    #: The normal assumed before any run was seen ...
-    prior_share: float = 0.01
-    #: ... worth this much observed time.
-    prior_s: float = 86400.0
-    #: Degraded when the recent share is this many times the normal ...
-    factor: float = 5.0
-    #: ... and at least this share ...
-    min_share: float = 0.05
-    #: ... and at least this many (recently weighted) failed runs ...
-    min_failures: float = 3.0
-    #: ... and that many failed runs must be this many standard deviations above
-    #: what the normal share predicts for the recent runs (Poisson: one in 10^5
-    #: and rarer), so a check failing 1 in 50 is not degraded by a bad hour.
+    """Defaults in time; the module docstring says how each one is used."""
+
+    recent_halflife_s: float = 3600.0  # the recent failure share
+    normal_halflife_s: float = 7 * 86400.0  # the check's normal share
+    prior_share: float = 0.01  # the normal before any run was seen,
+    prior_s: float = 86400.0  # worth this much observed time (also the learning time)
+    factor: float = 5.0  # degraded at this many times the normal,
+    min_share: float = 0.05  # at least this share,
+    min_failures: float = 3.0  # at least this many recently weighted failed runs,
+    #: and that many failed runs must be this many standard deviations above what
+    #: the normal share predicts for the recent runs (Poisson: one in 10^5 and
+    #: rarer), so a check failing 1 in 50 is not degraded by a bad hour.
     surprise: float = 5.0
-    #: A run stands for at most this long (the first after a gap).
-    max_gap_s: float = 600.0
+    max_gap_s: float = 600.0  # a run stands for at most this long (the first after a gap)
 
     def __post_init__(self) -> None:
         positive = ("recent_halflife_s", "normal_halflife_s", "prior_s", "max_gap_s")

@@ -1,5 +1,6 @@
 """`onwatch` command line: run, validate, check, incidents, show, ack, resolve, note, declare,
-maintenance, test-notify, backup (the grammar and every help text: agent/cli_parser.py).
+maintenance, test-notify, backup, update (a public status-page update; the grammar and
+every help text: agent/cli_parser.py).
 
 Exit codes: 0 success (a `check` that passed), 1 a check that failed or a
 runtime problem, 2 a configuration or start-up problem (each named), 64 a
@@ -237,6 +238,13 @@ def cmd_declare(args: argparse.Namespace) -> int:
                 "declared incident #{id} ({severity}, policy {policy})")
 
 
+def cmd_update(args: argparse.Namespace) -> int:
+    """A public update: customer wording for the status page and its subscribers."""
+    return _act(args, f"/api/v1/incidents/{args.id}/public",
+                {"by": args.by or _me(), "text": args.public},
+                "public update posted on incident #{incident}: {url}")
+
+
 def cmd_test_notify(args: argparse.Namespace) -> int:
     """Send a test message through every channel of a contact; print each outcome."""
     from notifiers.channels import Message
@@ -323,7 +331,8 @@ def cmd_backup(args: argparse.Namespace) -> int:
 COMMANDS = {"run": cmd_run, "validate": cmd_validate, "check": cmd_check,
             "incidents": cmd_incidents, "show": cmd_show, "ack": cmd_ack,
             "resolve": cmd_resolve, "note": cmd_note, "declare": cmd_declare,
-            "maintenance": cmd_maintenance, "test-notify": cmd_test_notify, "backup": cmd_backup}
+            "maintenance": cmd_maintenance, "test-notify": cmd_test_notify, "backup": cmd_backup,
+            "update": cmd_update}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -84,6 +84,11 @@ def build_parser(commands: Mapping[str, Command]) -> argparse.ArgumentParser:
     sp.add_argument("--for", dest="duration", default="1h", help='how long, e.g. "2h"')
     sp.add_argument("--reason", default="", help="why (shown in the list and the timeline)")
     _by(sp, "who starts or ends it")
+    sp = command("update", "post a public update (status page, subscribers) on an incident")
+    sp.add_argument("id", type=int, help="the incident")
+    sp.add_argument("--public", required=True, metavar="TEXT",
+                    help="what customers read: plain words, no internal detail")
+    _by(sp, "who posts it")
     sp = command("test-notify", "send a test message through every channel of a contact")
     sp.add_argument("contact", help="the contact's name in the config")
     sp = command("backup", "copy the store consistently, also while the agent runs")

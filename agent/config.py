@@ -31,6 +31,7 @@ from agent import (
     config_intake,
     config_notify,
     config_service,
+    config_status,
 )
 from agent.config_contacts import Contact
 from agent.config_escalation import Named
@@ -122,6 +123,9 @@ class Config:
     intake: config_intake.IntakeConfig | None = None
     #: [defaults] policy: what checks without their own, and declared incidents, page with.
     default_policy: str | None = None
+    #: [web] (the public listener) and [status] (the customer-facing status page).
+    web: config_status.WebConfig = field(default_factory=config_status.WebConfig)
+    status: config_status.StatusConfig = field(default_factory=config_status.StatusConfig)
 
     def check(self, name: str) -> CheckConfig | None:
         return next((c for c in self.checks if c.name == name), None)
@@ -179,6 +183,8 @@ def parse(raw: Mapping[str, Any], path: Path) -> Config:
     templates = config_notify.templates(_table(root, "templates"))
     intake = config_intake.parse(root, lambda key: _table(root, key), frozenset(esc.policies),
                                  lambda item, key, i: _named(item, key, i, errors, base))
+    web = config_status.web(_table(root, "web"))
+    status = config_status.parse(_table(root, "status"), checks)
     defaults.finish()
     root.finish()
     if errors:
@@ -186,7 +192,8 @@ def parse(raw: Mapping[str, Any], path: Path) -> Config:
     policy = defaults.raw.get("policy")  # validated with the other defaults
     return Config(path, agent, MappingProxyType(contacts), checks, esc, delivery,
                   MappingProxyType(templates), windows, intake,
-                  policy if isinstance(policy, str) and policy in esc.policies else None)
+                  policy if isinstance(policy, str) and policy in esc.policies else None,
+                  web, status)
 
 
 def _table(root: Section, key: str) -> Section:

@@ -91,6 +91,9 @@ class Engine:
         self._live: dict[int, Live] = {}
         self._stopping = False
         self._windows: tuple[MaintenanceWindow, ...] | None = None
+        #: Called inside the transaction of every incident change with (incident, the
+        #: event notified or None, now): the status page's notices are stored with it.
+        self.hooks: list[Callable[[Incident, str | None, float], None]] = []
 
     # -- lookups ---------------------------------------------------------------
 
@@ -241,7 +244,7 @@ class Engine:
         elif state is not None:
             pages += escalation.on_resolved(inc, state, self.policy(inc),
                                             self.config.escalation.roles, now)
-        self._persist(inc, state, entries, pages, now)
+        self._persist(inc, state, entries, pages, now, tr.notify)
         self.metrics.incidents.changed(tr.notify, inc, pages, now)
         if inc.is_open and state is not None:
             self._live[inc.id] = Live(inc, state, wake)
@@ -354,7 +357,8 @@ class Engine:
     # -- persistence and messages -------------------------------------------------
 
     def _persist(self, inc: Incident, state: EscalationState | None,
-                 entries: Sequence[TimelineEntry], pages: Sequence[Page], now: float) -> None:
+                 entries: Sequence[TimelineEntry], pages: Sequence[Page], now: float,
+                 event: str | None = None) -> None:
         outgoing = [m for p in pages for m in self._messages(inc, p, now)]
         entries = [*entries, *(
             TimelineEntry(now, Entry.NOTIFICATION_QUEUED, "onwatch",
@@ -366,6 +370,8 @@ class Engine:
             self.store.append(inc.id, entries)
             for m in outgoing:
                 self.store.enqueue(m)
+            for hook in self.hooks:
+                hook(inc, event, now)
         if outgoing:
             self.outbox_wakeup.set()
         for p in pages:

@@ -150,6 +150,11 @@ class Store:
         with self.tx():
             self._db.execute("UPDATE meta SET value = value WHERE key = 'schema_version'")
 
+    @property
+    def conn(self) -> sqlite3.Connection:
+        """The connection, for the store's other tables (agent/store/status.py)."""
+        return self._db
+
     @contextmanager
     def tx(self) -> Iterator[None]:
         self._db.execute("BEGIN IMMEDIATE")

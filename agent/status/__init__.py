@@ -1,0 +1,1 @@
+"""What customers see: components, public notices, uptime, subscriptions (no web here)."""

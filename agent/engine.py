@@ -93,7 +93,7 @@ class Engine:
         self._windows: tuple[MaintenanceWindow, ...] | None = None
         #: Called inside the transaction of every incident change with (incident, the
         #: event notified or None, now): the status page's notices are stored with it.
-        self.hooks: list[Callable[[Incident, str | None, float], None]] = []
+        self.hooks: list[Callable[[Incident, Change | None, float], None]] = []
 
     # -- lookups ---------------------------------------------------------------
 
@@ -358,7 +358,7 @@ class Engine:
 
     def _persist(self, inc: Incident, state: EscalationState | None,
                  entries: Sequence[TimelineEntry], pages: Sequence[Page], now: float,
-                 event: str | None = None) -> None:
+                 event: Change | None = None) -> None:
         outgoing = [m for p in pages for m in self._messages(inc, p, now)]
         entries = [*entries, *(
             TimelineEntry(now, Entry.NOTIFICATION_QUEUED, "onwatch",

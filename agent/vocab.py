@@ -104,6 +104,27 @@ class Entry(enum.StrEnum):
     NOTIFICATION_FAILED = "notification_failed"
     #: An alert sent in fired again (a new episode) while its incident was still open.
     ALERT_REFIRED = "alert_refired"
+    #: A person's words for customers (status page, subscribers): who posted what.
+    PUBLIC_UPDATE = "public_update"
+
+
+class NoticeKind(enum.StrEnum):
+    """What a public notice is, on the status page, its feed and subscribers' mail."""
+
+    OPENING = "opening"
+    UPDATE = "update"
+    CLOSING = "closing"
+    MAINTENANCE = "maintenance"
+
+
+class ComponentState(enum.StrEnum):
+    """A status-page component's state, as customers (and /status.json) see it."""
+
+    OPERATIONAL = "operational"
+    DEGRADED = "degraded"
+    PARTIAL_OUTAGE = "partial_outage"
+    MAJOR_OUTAGE = "major_outage"
+    UNDER_MAINTENANCE = "under_maintenance"
 
 
 class Via(enum.StrEnum):

@@ -1,5 +1,5 @@
-"""Helpers for the status page's tests: a local SMTP server (aiosmtpd), an HTTP target that
-can break and recover on the same port, a config full of secrets, Chromium for Playwright.
+"""Helpers for the status page's tests: an HTTP target that can break and recover on the
+same port, a config full of secrets, mail parsing, Chromium for Playwright.
 
 Everything listens on loopback, port 0. Chromium is Debian's (`apt-get install chromium`);
 no browser is ever downloaded. Without it the browser tests skip, except under CI (CI=true),
@@ -8,12 +8,10 @@ where they fail, as tests/dovecot.py does for dovecot.
 
 from __future__ import annotations
 
-import asyncio
 import email
 import email.policy
 import os
 import re
-from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -21,9 +19,8 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from tests.support import ROOT
+from tests.support import ROOT, Mailbox
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -58,27 +55,15 @@ def require_chromium() -> str:
     pytest.skip(why)
 
 
-@dataclass
-class Inbox:
-    """aiosmtpd handler: keeps every message it is given, parsed."""
-
-    messages: list[EmailMessage] = field(default_factory=list)
-
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        assert isinstance(envelope.content, bytes)
-        msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
+def mails(box: Mailbox, address: str | None = None) -> list[EmailMessage]:
+    """What the aiosmtpd Mailbox (tests/support.py) received, parsed; only to `address`."""
+    out = []
+    for raw in box.messages:
+        msg = email.message_from_bytes(raw, policy=email.policy.default)
         assert isinstance(msg, EmailMessage)
-        self.messages.append(msg)
-        return "250 Message accepted for delivery"
-
-    def to(self, address: str) -> list[EmailMessage]:
-        return [m for m in self.messages if m["To"] == address]
-
-
-async def start_smtp(inbox: Inbox) -> tuple[asyncio.Server, int]:
-    server = await asyncio.get_running_loop().create_server(
-        lambda: SMTP(inbox, hostname="mx.test"), "127.0.0.1", 0)
-    return server, int(server.sockets[0].getsockname()[1])
+        if address is None or msg["To"] == address:
+            out.append(msg)
+    return out
 
 
 def body(msg: EmailMessage) -> str:

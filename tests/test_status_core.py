@@ -13,15 +13,15 @@ import pytest
 
 from agent import pages
 from agent.config import Config, ConfigError, parse
-from agent.detect.maintenance import Window
+from agent.detect.maintenance import MaintenanceWindow as Window
 from agent.incidents import Incident, State
 from agent.pages import status_routes
 from agent.status import view
 from agent.status.notices import NoticeError, Publisher, opening_text
 from agent.status.uptime import DOWN, MAINT, UP, Rollup, day_bounds
-from agent.status.view import ComponentState
 from agent.store.sqlite import Store
 from agent.store.status import StatusStore
+from agent.vocab import Change, ComponentState
 
 TZ = ZoneInfo("Europe/Paris")
 NOW = dt.datetime(2026, 12, 1, 15, 0, tzinfo=TZ).timestamp()
@@ -124,17 +124,17 @@ def test_notices_use_customer_words_only(tmp_path: Path, store: StatusStore) -> 
         with store.store.tx():
             store.store.save_incident(i)
     with store.store.tx():
-        pub.on_incident(shop, "opened", NOW)
-        pub.on_incident(pos, "opened", NOW)  # manual: waits for a person
-        pub.on_incident(inc(3, "web-1", "expiring"), "opened", NOW)  # not public
+        pub.on_incident(shop, Change.OPENED, NOW)
+        pub.on_incident(pos, Change.OPENED, NOW)  # manual: waits for a person
+        pub.on_incident(inc(3, "web-1", "expiring"), Change.OPENED, NOW)  # not public
     assert [n.text for n in store.notices()] == [opening_text("outage", cfg.status.components[:1])]
     assert store.notices()[0].components == ("online-shop",)
     with store.store.tx():
-        pub.on_incident(pos, "resolved", NOW + 1)  # nothing was said: nothing to close
+        pub.on_incident(pos, Change.RESOLVED, NOW + 1)  # nothing was said: nothing to close
     assert len(store.notices()) == 1
     pub.post_update(2, "Card readers are restarting.", "sam")
     with store.store.tx():
-        pub.on_incident(pos, "resolved", NOW + 2)
+        pub.on_incident(pos, Change.RESOLVED, NOW + 2)
     kinds = [(n.incident_id, n.kind) for n in store.notices()]
     assert kinds == [(2, "closing"), (2, "update"), (1, "opening")]
     text = " ".join(n.text for n in store.notices())

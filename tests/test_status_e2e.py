@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
-import sys
+from collections.abc import Awaitable, Callable
 from email.message import EmailMessage
 from pathlib import Path
 
 from tests import status_env as env
-from tests.status_env import Inbox, Target, body, fetch, link
-from tests.support import ROOT, AgentProcess, Receiver, start_agent, wait_for
+from tests.status_env import Target, body, fetch, link, mails
+from tests.support import AgentProcess, Mailbox, Receiver, onwatch, query, start_agent, wait_for
 
 PUBLIC_PATHS = ["/", "/status", "/incidents", "/status.json", "/feed.atom",
                 "/badge/online-shop.svg", "/badge/card-payments-in-store.svg"]
@@ -39,12 +38,8 @@ def public_base(state: Path) -> str:
 
 
 def subscriber_state(state: Path, address: str) -> str | None:
-    db = sqlite3.connect(f"file:{state / 'onwatch.db'}?mode=ro", uri=True)
-    try:
-        row = db.execute("SELECT state FROM subscribers WHERE address = ?", (address,)).fetchone()
-    finally:
-        db.close()
-    return None if row is None else str(row[0])
+    rows = query(state, "SELECT state FROM subscribers WHERE address = ?", address)
+    return str(rows[0][0]) if rows else None
 
 
 def forge(url: str) -> str:
@@ -52,14 +47,6 @@ def forge(url: str) -> str:
     character of 16 bytes carries padding bits, so some changes there decode the same)."""
     c = url[-5]
     return url[:-5] + ("A" if c != "A" else "B") + url[-4:]
-
-
-async def cli(config: Path, *args: str) -> tuple[int, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "agent", *args, "--config", str(config), cwd=str(ROOT),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-    out, _ = await asyncio.wait_for(proc.communicate(), 20)
-    return proc.returncode or 0, out.decode()
 
 
 async def collect(base: str, seen: list[str]) -> None:
@@ -74,17 +61,19 @@ async def collect(base: str, seen: list[str]) -> None:
         seen.append(text)
 
 
-async def mail_for(inbox: Inbox, address: str, count: int, what: str) -> list[EmailMessage]:
+async def mail_for(inbox: Mailbox, address: str, count: int, what: str
+                   ) -> list[EmailMessage]:
     async def got() -> bool:
-        return len(inbox.to(address)) >= count
+        return len(mails(inbox, address)) >= count
 
     await wait_for(got, 20, what)
-    return inbox.to(address)
+    return mails(inbox, address)
 
 
-async def test_public_listener_subscriptions_and_no_leaks(tmp_path: Path) -> None:
-    inbox, target, receiver = Inbox(), Target(), await Receiver().start()
-    smtp, smtp_port = await env.start_smtp(inbox)
+async def test_public_listener_subscriptions_and_no_leaks(
+        tmp_path: Path, smtp_servers: Callable[..., Awaitable[int]]) -> None:
+    inbox, target, receiver = Mailbox(), Target(), await Receiver().start()
+    smtp_port = await smtp_servers(inbox)
     await target.start()
     state = tmp_path / "state"
     agent = await start_agent(env.config(state, target, receiver_url=receiver.url,
@@ -95,7 +84,7 @@ async def test_public_listener_subscriptions_and_no_leaks(tmp_path: Path) -> Non
         forbidden = env.secrets(target, receiver.port)
         for text in seen:
             assert not env.leaks(text, forbidden), (env.leaks(text, forbidden), text[:3000])
-        for msg in inbox.messages:
+        for msg in mails(inbox):
             text = f"{msg['Subject']}\n{msg['From']}\n{body(msg)}"
             assert not env.leaks(text, forbidden), (env.leaks(text, forbidden), text)
         # Subscriber addresses are private: never in the agent's logs.
@@ -104,11 +93,10 @@ async def test_public_listener_subscriptions_and_no_leaks(tmp_path: Path) -> Non
         code = await agent.stop()
         await receiver.close()
         await target.close()
-        smtp.close()
     assert code == 0, agent.raw_log[-20:]
 
 
-async def _scenario(agent: AgentProcess, state: Path, target: Target, inbox: Inbox,
+async def _scenario(agent: AgentProcess, state: Path, target: Target, inbox: Mailbox,
                     seen: list[str]) -> None:
     pub = public_base(state)
 
@@ -147,9 +135,10 @@ async def _scenario(agent: AgentProcess, state: Path, target: Target, inbox: Inb
     _, page, _ = await fetch(pub + "/")
     assert "Major outage" in page and "We are investigating a problem with Online shop" in page
 
-    code, out = await cli(agent.config, "update", "1", "--public",
-                          "We found the cause and are fixing it now.", "--by", "sam")
-    assert code == 0, out
+    done = await asyncio.to_thread(onwatch, "update", "1", "--public",
+                                   "We found the cause and are fixing it now.", "--by", "sam",
+                                   "--config", str(agent.config))
+    assert done.returncode == 0, done.stderr + done.stdout
     update = (await mail_for(inbox, "carol@example.org", 3, "the public update"))[-1]
     assert "We found the cause and are fixing it now." in body(update)
     await collect(pub, seen)
@@ -169,5 +158,5 @@ async def _scenario(agent: AgentProcess, state: Path, target: Target, inbox: Inb
 
     await target.stop()  # a second outage: dave hears of it, carol does not
     await mail_for(inbox, "dave@example.org", 5, "dave's second opening notice")
-    assert len(inbox.to("carol@example.org")) == 4
+    assert len(mails(inbox, "carol@example.org")) == 4
     await collect(pub, seen)

@@ -4,11 +4,11 @@ against a real aiosmtpd (accepting, refusing a recipient, gone)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from agent import links
 from agent.config_notify import DeliveryPolicy
@@ -19,7 +19,8 @@ from agent.status.mailer import Mailer
 from agent.status.subscriptions import SubscribeError, Subscriptions
 from agent.store.sqlite import Store
 from agent.store.status import StatusStore
-from tests.status_env import Inbox, start_smtp
+from tests.status_env import mails as received
+from tests.support import Mailbox
 
 KEY = b"k" * 32
 NOW = 1_800_000_000.0
@@ -108,18 +109,10 @@ def test_links_confirm_and_unsubscribe_and_forgeries_change_nothing(store: Statu
         s.confirm(confirm, NOW)
 
 
-class Picky(Inbox):
-    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
-                          address: str, rcpt_options: list[str]) -> str:
-        if address.startswith("gone@"):
-            return "550 5.1.1 no such user"
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-
-async def test_mailer_sends_with_headers_retries_and_gives_up(store: StatusStore) -> None:
-    inbox = Picky()
-    server, port = await start_smtp(inbox)
+async def test_mailer_sends_with_headers_retries_and_gives_up(
+        store: StatusStore, smtp_servers: Callable[..., Awaitable[int]], listeners: Any) -> None:
+    inbox = Mailbox(known={"ann@example.org", "bob@example.org"})  # gone@ gets a 550
+    port = await smtp_servers(inbox)
     clock = [NOW]
     s = Subscriptions(store, email(port), KEY, "Corner Shop")
     s.public_url = "https://status.example"
@@ -128,14 +121,13 @@ async def test_mailer_sends_with_headers_retries_and_gives_up(store: StatusStore
     mailer = Mailer(store, email(port, max_per_minute=1), DeliveryPolicy(retry_cap=4.0,
                     deadline=30.0, send_timeout=5.0), asyncio.Event(), lambda: clock[0])
     await mailer.send(store.due_mail(NOW, 10))
-    assert [m["To"] for m in inbox.messages] == ["ann@example.org"]
-    msg = inbox.messages[0]
+    assert [m["To"] for m in received(inbox)] == ["ann@example.org"]
+    msg = received(inbox)[0]
     assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert msg["List-Unsubscribe"].startswith("<https://status.example/unsubscribe/")
     assert store.mail_counts() == {"delivered": 1, "failed": 1}  # a 5xx is permanent
     assert mailer._budget(NOW) == 0  # one a minute: the next waits
-    server.close()
-    await server.wait_closed()
+    await listeners.close()  # the relay goes away
     s.subscribe("bob@example.org", NOW)
     await mailer.send(store.due_mail(NOW, 10))  # the relay is gone: retried later
     (due,) = store.due_mail(NOW + 100, 10)

@@ -42,7 +42,8 @@ from agent.status.notices import NoticeError, Publisher
 from agent.status.subscriptions import Subscriptions
 from agent.status.uptime import Rollup, recorder
 from agent.store.status import StatusStore
-from checks.base import CheckResult, ProbeContext
+from checks.base import ProbeContext
+from checks.result import CheckResult
 
 PUBLIC_MAX_BODY = 16 * 1024
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import structlog
 
 from agent.config import Config
-from agent.detect.maintenance import Window
+from agent.detect.maintenance import MaintenanceWindow
 from agent.engine import Engine
 from agent.status import view as viewmod
 from agent.status.notices import Publisher
@@ -71,7 +71,7 @@ class Site:
     def _generation(self) -> tuple[int, int]:
         return (self.publisher.generation, self.flushes)
 
-    def windows(self, now: float) -> tuple[Window, ...]:
+    def windows(self, now: float) -> tuple[MaintenanceWindow, ...]:
         return (*self.config.maintenance, *self.engine.runtime_windows(now))
 
     def cached(self, key: str, make: Callable[[], object]) -> object:

@@ -20,7 +20,8 @@ from aiohttp import web
 from agent import pages
 from agent.config_status import LOGO_TYPES
 from agent.pages.site import Site
-from agent.status.view import ComponentState, ComponentView, StatusView, iso
+from agent.status.view import ComponentView, StatusView, iso
+from agent.vocab import ComponentState
 
 SITE_KEY = web.AppKey("status_site", Site)
 SCHEMA_VERSION = 1

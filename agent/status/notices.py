@@ -23,18 +23,22 @@ from collections.abc import Callable, Iterable, Sequence
 
 import structlog
 
+from agent.calendar import in_business_hours, next_opening
 from agent.config import Config
 from agent.config_status import Component
-from agent.detect.maintenance import Window, next_start
+from agent.detect.maintenance import MaintenanceWindow
 from agent.incidents import Incident, TimelineEntry
 from agent.status import subscriptions
 from agent.store.status import StatusStore
+from agent.vocab import Change, Entry, IncidentKind, NoticeKind
 
 log = structlog.get_logger(__name__)
 
 #: Incident kinds customers can notice (a certificate close to expiry is not one, yet).
-PUBLIC_KINDS = frozenset({"outage", "degraded"})
+PUBLIC_KINDS = frozenset({IncidentKind.OUTAGE, IncidentKind.FLAPPING, IncidentKind.DEGRADED})
 UPDATE_MAX = 2000
+#: How far ahead the end of a weekly window is searched for, in minutes (bounded).
+WEEKLY_SEARCH = 7 * 24 * 60
 
 
 class NoticeError(Exception):
@@ -49,8 +53,25 @@ def names(components: Iterable[Component]) -> str:
     return ", ".join(items[:-1]) + " and " + items[-1]
 
 
+def occurrence(w: MaintenanceWindow, now: float) -> tuple[float, float | None] | None:
+    """The window's current or next (start, end); None when it has none ahead."""
+    if w.weekly is None:
+        if w.start is None or (w.end is not None and w.end <= now):
+            return None
+        return w.start, w.end
+    start = now if in_business_hours(w.weekly, now) else next_opening(w.weekly, now)
+    if start is None:
+        return None
+    t = start - start % 60
+    for _ in range(WEEKLY_SEARCH):  # the first minute it is closed again
+        t += 60
+        if not in_business_hours(w.weekly, t):
+            return start, t
+    return start, None
+
+
 def opening_text(kind: str, components: Sequence[Component]) -> str:
-    if kind == "degraded":
+    if kind == IncidentKind.DEGRADED:
         return (f"{names(components)} may be slower than usual. We are looking into it and "
                 "will post an update here.")
     return (f"We are investigating a problem with {names(components)}. We will post an "
@@ -95,22 +116,22 @@ class Publisher:
 
     # -- the engine's hook (inside its transaction) -------------------------------
 
-    def on_incident(self, inc: Incident, event: str | None, now: float) -> None:
+    def on_incident(self, inc: Incident, event: Change | None, now: float) -> None:
         comps = self.components_of(inc)
-        if not comps or event not in ("opened", "resolved"):
+        if not comps or event not in (Change.OPENED, Change.RESOLVED):
             return
-        if event == "opened":
+        if event == Change.OPENED:
             if any(c.notice == "manual" for c in comps):
                 log.info("public_notice_waiting", incident=inc.id)
                 return
-            self._publish(inc.id, "opening", opening_text(inc.kind, comps), comps, now)
+            self._publish(inc.id, NoticeKind.OPENING, opening_text(inc.kind, comps), comps, now)
         elif self._told(inc.id):
-            self._publish(inc.id, "closing", closing_text(comps), comps, now)
+            self._publish(inc.id, NoticeKind.CLOSING, closing_text(comps), comps, now)
 
     def _told(self, incident_id: int) -> bool:
         """Were customers told about this incident, and not yet told it is over?"""
         got = self.store.notices(incident_id=incident_id, limit=1)
-        return bool(got) and got[0].kind != "closing"
+        return bool(got) and got[0].kind != NoticeKind.CLOSING
 
     # -- people ---------------------------------------------------------------------
 
@@ -131,28 +152,28 @@ class Publisher:
                               "customers")
         now = self.clock()
         with self.store.store.tx():
-            nid = self._publish(incident_id, "update", text, comps, now, by=by)
+            nid = self._publish(incident_id, NoticeKind.UPDATE, text, comps, now, by=by)
             self.store.store.append(incident_id, [TimelineEntry(
-                now, "public_update", by, f"public update posted by {by}: {text}",
+                now, Entry.PUBLIC_UPDATE, by, f"public update posted by {by}: {text}",
                 {"notice": nid})])
         return nid
 
     # -- maintenance announcements (the status loop calls this) ----------------------
 
-    def announce(self, windows: Iterable[Window], now: float) -> int:
+    def announce(self, windows: Iterable[MaintenanceWindow], now: float) -> int:
         count = 0
         for w in windows:
-            start = w.start if w.weekly is None else next_start(w, now)
-            if start is None or start <= now or start - now > self.status.announce_ahead:
+            when = occurrence(w, now)
+            if when is None or not now < when[0] <= now + self.status.announce_ahead:
                 continue
-            end = w.end if w.weekly is None else w.ends_after(start)
+            start, end = when
             comps = tuple(c for c in self.status.components
                           if any(w.covers(ch, self._tags(ch)) for ch in c.checks))
             wid = f"{w.id}@{int(start)}"
             if not comps or self.store.announced(wid):
                 continue
             with self.store.store.tx():
-                self._publish(None, "maintenance",
+                self._publish(None, NoticeKind.MAINTENANCE,
                               maintenance_text(comps, start, end, self.config.agent.tz),
                               comps, now, window_id=wid)
             count += 1
@@ -164,7 +185,7 @@ class Publisher:
 
     # -- storing and mailing ----------------------------------------------------------
 
-    def _publish(self, incident_id: int | None, kind: str, text: str,
+    def _publish(self, incident_id: int | None, kind: NoticeKind, text: str,
                  comps: Sequence[Component], now: float, *, by: str = "",
                  window_id: str | None = None) -> int:
         nid = self.store.add_notice(kind=kind, at=now, text=text,
@@ -176,7 +197,7 @@ class Publisher:
                  subscribers=queued)
         return nid
 
-    def _mail(self, kind: str, text: str, comps: Sequence[Component], now: float) -> int:
+    def _mail(self, kind: NoticeKind, text: str, comps: Sequence[Component], now: float) -> int:
         if self.status.email is None:
             return 0
         heading = {"opening": "Investigating", "update": "Update", "closing": "Resolved",

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 from agent.config import CheckConfig
-from agent.detect.maintenance import Window, active_window
+from agent.detect.maintenance import MaintenanceWindow, active_window
 from agent.detect.outage import Health
 from agent.store.status import RETAIN_DAYS, StatusStore
 
@@ -94,7 +94,7 @@ class Rollup:
 
 
 def recorder(rollup: Rollup, health: Callable[[str], Health],
-             windows: Callable[[float], tuple[Window, ...]], clock: Callable[[], float]
+             windows: Callable[[float], tuple[MaintenanceWindow, ...]], clock: Callable[[], float]
              ) -> Callable[[CheckConfig, float | None], None]:
     """The scheduler-side hook: after each result, account for the check's time."""
 

@@ -17,25 +17,16 @@ incident is degraded performance; a maintenance window over its checks is
 from __future__ import annotations
 
 import datetime as dt
-import enum
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 from agent.config_status import Component, StatusConfig
-from agent.detect.maintenance import Window, next_start
+from agent.detect.maintenance import MaintenanceWindow
 from agent.incidents import Incident
-from agent.status.notices import PUBLIC_KINDS, local, maintenance_text
+from agent.status.notices import PUBLIC_KINDS, local, maintenance_text, occurrence
 from agent.store.status import Notice
-
-
-class ComponentState(enum.StrEnum):
-    OPERATIONAL = "operational"
-    DEGRADED = "degraded"
-    PARTIAL_OUTAGE = "partial_outage"
-    MAJOR_OUTAGE = "major_outage"
-    UNDER_MAINTENANCE = "under_maintenance"
-
+from agent.vocab import ComponentState, IncidentKind, NoticeKind
 
 LABELS = {
     ComponentState.OPERATIONAL: "Operational",
@@ -134,9 +125,10 @@ def iso(ts: float) -> str:
         "+00:00", "Z")
 
 
-def state_of(comp: Component, incidents: Iterable[Incident], windows: Sequence[Window],
+def state_of(comp: Component, incidents: Iterable[Incident], windows: Sequence[MaintenanceWindow],
              tags: Mapping[str, tuple[str, ...]], now: float) -> ComponentState:
-    down = {i.check for i in incidents if i.kind == "outage" and i.check in comp.checks}
+    down = {i.check for i in incidents
+            if IncidentKind(i.kind).marks_down and i.check in comp.checks}
     if comp.checks and len(down) == len(comp.checks):
         return ComponentState.MAJOR_OUTAGE
     if down:
@@ -183,11 +175,11 @@ def _stories(notices: Sequence[Notice], by_slug: Mapping[str, Component], tz: Zo
     for key, items in groups.items():
         comps = tuple(by_slug[s].name for s in items[-1].components if s in by_slug)
         what = " and ".join(comps) if len(comps) <= 2 else f"{len(comps)} services"
-        maint = items[0].kind == "maintenance"
+        maint = items[0].kind == NoticeKind.MAINTENANCE
         title = f"Scheduled maintenance: {what}" if maint else f"Problem with {what}"
         updates = tuple(Update(n.id, n.kind, KIND_LABELS.get(n.kind, n.kind), n.at, local(n.at, tz),
                                iso(n.at), n.text) for n in items)
-        out.append(IncidentView(key, title, comps, maint or items[0].kind == "closing",
+        out.append(IncidentView(key, title, comps, maint or items[0].kind == NoticeKind.CLOSING,
                                 updates))
     return out
 
@@ -207,7 +199,7 @@ def bars(status: StatusConfig, uptime: Uptime, days: Sequence[str]) -> Bars:
 
 
 def build(status: StatusConfig, tz: ZoneInfo, *, incidents: Sequence[Incident],
-          notices: Sequence[Notice], bars: Bars, windows: Sequence[Window],
+          notices: Sequence[Notice], bars: Bars, windows: Sequence[MaintenanceWindow],
           tags: Mapping[str, tuple[str, ...]], now: float) -> StatusView:
     comps: list[ComponentView] = []
     for c in status.components:
@@ -234,16 +226,15 @@ def build(status: StatusConfig, tz: ZoneInfo, *, incidents: Sequence[Incident],
                       status.history_days)
 
 
-def _maintenance(status: StatusConfig, windows: Sequence[Window],
+def _maintenance(status: StatusConfig, windows: Sequence[MaintenanceWindow],
                  tags: Mapping[str, tuple[str, ...]], tz: ZoneInfo, now: float
                  ) -> tuple[Maintenance, ...]:
     out = []
     for w in windows:
-        active = w.active(now)
-        start = now if active else (w.start if w.weekly is None else next_start(w, now))
-        if start is None or (not active and not now < start <= now + status.announce_ahead):
+        active, when = w.active(now), occurrence(w, now)
+        if when is None or (not active and not now < when[0] <= now + status.announce_ahead):
             continue
-        end = w.ends_after(start) if w.weekly is not None or active else w.end
+        start, end = (now, when[1]) if active else when
         comps = tuple(c for c in status.components
                       if any(w.covers(ch, tags.get(ch, ())) for ch in c.checks))
         if comps:

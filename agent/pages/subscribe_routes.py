@@ -13,6 +13,7 @@ never echoed, logged or put in a link.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -23,14 +24,16 @@ from agent.pages.status_routes import SITE_KEY
 from agent.status.subscriptions import SubscribeError
 
 TOKEN_HEADERS = {"Referrer-Policy": "no-referrer"}
+Handler = Callable[[web.Request], Awaitable[web.Response]]
 
 
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/subscribe", subscribe)
-    app.router.add_get("/subscribe/confirm/{token}", confirm_page)
-    app.router.add_post("/subscribe/confirm/{token}", confirm_post)
-    app.router.add_get("/unsubscribe/{token}", unsubscribe_page)
-    app.router.add_post("/unsubscribe/{token}", unsubscribe_post)
+    for path, action in (("/subscribe/confirm/{token}", "confirm"),
+                         ("/unsubscribe/{token}", "unsubscribe")):
+        page, post = _link(action)
+        app.router.add_get(path, page)
+        app.router.add_post(path, post)
 
 
 def _message(request: web.Request, heading: str, *paragraphs: str, button: str = "",
@@ -65,46 +68,43 @@ def _refused(request: web.Request, exc: LinkError) -> web.Response:
     return _message(request, "Link refused", f"{str(exc).capitalize()}.", status=status)
 
 
-async def confirm_page(request: web.Request) -> web.Response:
-    site = request.app[SITE_KEY]
-    try:
-        site.subscriptions.check(request.match_info["token"], "confirm", site.clock())
-    except LinkError as exc:
-        return _refused(request, exc)
-    return _message(request, "Confirm your subscription",
-                    f"Press the button to receive {site.status.title} status updates by "
-                    "e-mail.", button="Confirm subscription")
+def _link(action: str) -> tuple[Handler, Handler]:
+    """The GET (a page with the button, changes nothing) and POST (does it) of a link."""
+
+    async def page(request: web.Request) -> web.Response:
+        site = request.app[SITE_KEY]
+        try:
+            site.subscriptions.check(request.match_info["token"], action, site.clock())
+        except LinkError as exc:
+            return _refused(request, exc)
+        heading, text, button = ASK[action]
+        return _message(request, heading, text.format(title=site.status.title), button=button)
+
+    async def post(request: web.Request) -> web.Response:
+        site = request.app[SITE_KEY]
+        act = (site.subscriptions.confirm if action == "confirm"
+               else site.subscriptions.unsubscribe)
+        try:
+            done = act(request.match_info["token"], site.clock())
+        except LinkError as exc:
+            return _refused(request, exc)
+        first, again, text = DONE[action]
+        return _message(request, first if done else again, text)
+
+    return page, post
 
 
-async def confirm_post(request: web.Request) -> web.Response:
-    site = request.app[SITE_KEY]
-    try:
-        done = site.subscriptions.confirm(request.match_info["token"], site.clock())
-    except LinkError as exc:
-        return _refused(request, exc)
-    return _message(request, "Subscribed" if done else "Already subscribed",
-                    "You will get an e-mail when we post a status update. Every message has a "
-                    "one-click unsubscribe link.")
-
-
-async def unsubscribe_page(request: web.Request) -> web.Response:
-    site = request.app[SITE_KEY]
-    try:
-        site.subscriptions.check(request.match_info["token"], "unsubscribe", site.clock())
-    except LinkError as exc:
-        return _refused(request, exc)
-    return _message(request, "Unsubscribe?",
-                    f"Press the button and you will get no more {site.status.title} status "
-                    "e-mails.", button="Unsubscribe")
-
-
-async def unsubscribe_post(request: web.Request) -> web.Response:
-    """The button's POST, or a mail client's RFC 8058 one-click POST."""
-    site = request.app[SITE_KEY]
-    try:
-        done = site.subscriptions.unsubscribe(request.match_info["token"], site.clock())
-    except LinkError as exc:
-        return _refused(request, exc)
-    return _message(request, "Unsubscribed" if done else "Already unsubscribed",
-                    "You will get no more status e-mails from us. You can subscribe again on "
-                    "the status page at any time.")
+ASK = {
+    "confirm": ("Confirm your subscription", "Press the button to receive {title} status "
+                "updates by e-mail.", "Confirm subscription"),
+    "unsubscribe": ("Unsubscribe?", "Press the button and you will get no more {title} "
+                    "status e-mails.", "Unsubscribe"),
+}
+DONE = {
+    "confirm": ("Subscribed", "Already subscribed", "You will get an e-mail when we post a "
+                "status update. Every message has a one-click unsubscribe link."),
+    # The POST is the button's, or a mail client's RFC 8058 one-click POST.
+    "unsubscribe": ("Unsubscribed", "Already unsubscribed", "You will get no more status "
+                    "e-mails from us. You can subscribe again on the status page at any "
+                    "time."),
+}

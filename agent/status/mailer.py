@@ -103,14 +103,18 @@ class Mailer:
         self._task = asyncio.create_task(self._run(), name="status-mailer")
 
     async def stop(self, grace: float) -> None:
+        """Let a send under way finish for `grace` s; what is cut off stays due."""
         self._stopping = True
         self.wakeup.set()
-        if self._task is not None:
-            done, _ = await asyncio.wait({self._task}, timeout=grace)
-            if not done:
-                self._task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._task
+        task = self._task
+        if task is None:
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(task), grace)
+        except TimeoutError:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     def _budget(self, now: float) -> int:
         while self._sent and self._sent[0] <= now - 60:

@@ -30,7 +30,8 @@ PRIVATE = [("GET", "/metrics"), ("GET", "/healthz"), ("GET", "/inbox"), ("POST",
            ("POST", "/inbox/alice"), ("GET", "/api/v1/incidents"), ("POST", "/api/v1/incidents"),
            ("GET", "/api/v1/incidents/1"), ("POST", "/api/v1/incidents/1/ack"),
            ("POST", "/api/v1/incidents/1/public"), ("GET", "/api/v1/maintenance"),
-           ("POST", "/api/v1/maintenance"), ("DELETE", "/api/v1/maintenance/1")]
+           ("POST", "/api/v1/maintenance"), ("DELETE", "/api/v1/maintenance/1"),
+           ("POST", "/api/v1/intake/alertmanager"), ("POST", "/api/v1/intake/webhook/x")]
 
 
 def public_base(state: Path) -> str:

@@ -214,3 +214,26 @@ def test_badge_and_feed_are_well_formed(tmp_path: Path) -> None:
     ns = "{http://www.w3.org/2005/Atom}"
     assert atom.find(f"{ns}title").text == "Corner & Co status"  # type: ignore[union-attr]
     assert atom.find(f"{ns}entry/{ns}content").text == "a < b"  # type: ignore[union-attr]
+
+
+def test_maintenance_is_announced_ahead_once_with_its_window(tmp_path: Path,
+                                                             store: StatusStore) -> None:
+    cfg = load(tmp_path)
+    pub = Publisher(cfg, store, b"k" * 32, lambda: NOW)
+    start = NOW + 2 * 86400
+    soon = Window("config:0", tags=frozenset({"web"}), start=start, end=start + 7200,
+                  reason="swap the database disk")  # staff words: never shown
+    later = Window("config:1", checks=frozenset({"pos"}), start=NOW + 30 * 86400,
+                   end=NOW + 30 * 86400 + 60)
+    assert pub.announce([soon, later], NOW) == 1
+    assert pub.announce([soon, later], NOW + 60) == 0  # announced once
+    (n,) = store.notices()
+    assert n.kind == "maintenance" and n.components == ("online-shop",)
+    assert n.text == ("Scheduled maintenance: Online shop may be unavailable from "
+                      "Thu 3 Dec 2026, 15:00 CET to Thu 3 Dec 2026, 17:00 CET.")
+    tags = {c.name: c.tags for c in cfg.checks}
+    v = view.build(cfg.status, TZ, incidents=[], notices=store.notices(), bars={},
+                   windows=[soon, later], tags=tags, now=NOW)
+    assert [m.components for m in v.maintenance] == [("Online shop",)]
+    assert v.history[0].title == "Scheduled maintenance: Online shop"
+    assert "disk" not in str(v)

@@ -109,6 +109,12 @@ async def _scenario(agent: AgentProcess, state: Path, target: Target, inbox: Mai
         status, _, _ = await fetch(pub + path, method, json={"text": "x"})
         assert status == 404, (method, path, status)
     assert (await fetch(agent.base_url + "/metrics"))[0] == 200
+    # What the outside needs is there: ack links (a forged one refused), heartbeats, the logo.
+    assert (await fetch(pub + "/ack/not-a-token"))[0] == 403
+    status, text, _ = await fetch(pub + "/heartbeat/no-such-check")
+    assert status == 404 and "no heartbeat check" in text
+    status, _, headers = await fetch(pub + "/logo")
+    assert status == 200 and headers["Content-Type"].startswith("image/svg+xml")
     await collect(pub, seen)
 
     # Subscribe two people; carol will leave, dave stays.

@@ -18,8 +18,10 @@ loop. Then:
   state lives in the store, and the engine reads the (possibly changed)
   policy at each step, so a changed policy applies from the next step.
   Settings only read at start (listen address, state directory, the
-  concurrency cap, log level, retention, heartbeat) are logged as needing
-  a restart (`config_reload_needs_restart`) and keep their running values.
+  concurrency cap, log level, retention, heartbeat, and the [web] and
+  [status] sections: the public listener and the status page) are logged as
+  needing a restart (`config_reload_needs_restart`) and keep their running
+  values.
 
 Requests that arrive while a reload runs are folded into one more reload.
 """
@@ -51,6 +53,8 @@ log = structlog.get_logger(__name__)
 #: are read where they are used and so take effect at once.
 AT_START = ("state_dir", "listen_host", "listen_port", "max_concurrency", "log_level",
             "service")
+#: Whole sections read only at start: the public listener and the status page.
+SECTIONS_AT_START = ("web", "status")
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,8 @@ def diff(old: Config, new: Config) -> Changes:
     restart = tuple(f.name for f in fields(AgentConfig)
                     if f.name in AT_START and getattr(old.agent, f.name) != getattr(new.agent,
                                                                                     f.name))
+    restart += tuple(name for name in SECTIONS_AT_START
+                     if getattr(old, name) != getattr(new, name))
     other = tuple(name for name in ("contacts", "escalation", "delivery", "templates",
                                     "maintenance")
                   if getattr(old, name) != getattr(new, name))
@@ -84,7 +90,8 @@ def diff(old: Config, new: Config) -> Changes:
 def keep_start_settings(old: Config, new: Config) -> Config:
     """`new` with the [agent] settings that only apply at start taken from `old`."""
     kept = {name: getattr(old.agent, name) for name in AT_START}
-    return replace(new, agent=replace(new.agent, **kept))
+    sections = {name: getattr(old, name) for name in SECTIONS_AT_START}
+    return replace(new, agent=replace(new.agent, **kept), **sections)
 
 
 def applier(engine: Engine, runner: Runner, dispatcher: Dispatcher, scheduler: Scheduler

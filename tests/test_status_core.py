@@ -237,3 +237,12 @@ def test_maintenance_is_announced_ahead_once_with_its_window(tmp_path: Path,
     assert [m.components for m in v.maintenance] == [("Online shop",)]
     assert v.history[0].title == "Scheduled maintenance: Online shop"
     assert "disk" not in str(v)
+
+
+def test_reload_keeps_the_status_page_until_a_restart(tmp_path: Path) -> None:
+    from agent import reload
+
+    old = load(tmp_path)
+    new = load(tmp_path, title="Another name")
+    assert "status" in reload.diff(old, new).needs_restart
+    assert reload.keep_start_settings(old, new).status == old.status

@@ -135,3 +135,6 @@ async def test_mailer_sends_with_headers_retries_and_gives_up(
     clock[0] = NOW + 40  # past the deadline
     await mailer.send([due])
     assert store.mail_counts()["failed"] == 2
+    with store.store.tx():  # a week on, what was done with is gone; nothing due is
+        store.prune(NOW + 8 * 86400)
+    assert store.mail_counts() == {}

@@ -26,7 +26,7 @@ from agent.detect.maintenance import MaintenanceWindow
 from agent.engine import Engine
 from agent.status import view as viewmod
 from agent.status.notices import Publisher
-from agent.status.subscriptions import Subscriptions
+from agent.status.subscriptions import CONFIRM_TTL, Subscriptions
 from agent.status.uptime import Rollup
 from agent.status.view import StatusView
 from agent.store.status import StatusStore
@@ -105,6 +105,9 @@ class Site:
     def housekeeping(self) -> None:
         now = self.clock()
         self.rollup.flush(now)
+        with self.store.store.tx():
+            self.store.prune(now)
+            self.store.expire_pending(now - CONFIRM_TTL)
         self.flushes += 1
         if self.publisher.announce(self.windows(now), now):
             log.info("maintenance_announced")

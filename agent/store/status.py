@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from agent.store.sqlite import Store
 
 RETAIN_DAYS = 100
+#: Subscriber mail delivered, failed or dropped is kept this long (for a person asking why).
+MAIL_KEPT = 7 * 86400.0
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS uptime_daily (
     check_name TEXT NOT NULL, day TEXT NOT NULL,
@@ -110,6 +112,12 @@ class StatusStore:
 
     def prune_uptime(self, oldest_day: str) -> None:
         self._db.execute("DELETE FROM uptime_daily WHERE day < ?", (oldest_day,))
+
+    def prune(self, now: float) -> None:
+        """Bounded tables: notices past the history kept, mail done with a week ago."""
+        self._db.execute("DELETE FROM public_notices WHERE at < ?", (now - RETAIN_DAYS * 86400,))
+        self._db.execute("DELETE FROM status_mail WHERE status != 'due' AND next_attempt_at < ?",
+                         (now - MAIL_KEPT,))
 
     def uptime(self, since_day: str) -> dict[str, dict[str, tuple[float, float, float]]]:
         """check -> day -> (up_s, down_s, maint_s), for days >= since_day."""

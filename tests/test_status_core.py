@@ -246,3 +246,14 @@ def test_reload_keeps_the_status_page_until_a_restart(tmp_path: Path) -> None:
     new = load(tmp_path, title="Another name")
     assert "status" in reload.diff(old, new).needs_restart
     assert reload.keep_start_settings(old, new).status == old.status
+
+
+def test_today_shows_an_outage_going_on_before_the_rollup_counts_it(tmp_path: Path) -> None:
+    cfg = load(tmp_path)
+    days = view.dates(90, TZ, NOW)
+    uptime = {"web-1": {days[-1]: (3600.0, 0.0, 0.0)}, "web-2": {days[-1]: (3600.0, 0.0, 0.0)}}
+    v = view.build(cfg.status, TZ, incidents=[inc(1, "web-1"), inc(2, "web-2")], notices=[],
+                   bars=view.bars(cfg.status, uptime, days), windows=[], tags={}, now=NOW)
+    shop = v.components[0]
+    assert shop.state is ComponentState.MAJOR_OUTAGE and shop.days[-1].css == "major"
+    assert status_routes._segments(shop)["marks"][0]["title"] == "Tue 1 Dec: a problem going on"

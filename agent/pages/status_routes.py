@@ -73,7 +73,9 @@ def _segments(c: ComponentView) -> dict[str, Any]:
         paths[css] = paths.get(css, "") + f"{step}h{w}"
         ends[css] = x + w
     bad = [(d.percent or 0.0, i, d) for i, d in enumerate(c.days) if d.css in ("minor", "major")]
-    marks = [{"x": i * 4, "title": f"{_day_label(d.date)}: {pages.percent(d.percent)} up"}
+    marks = [{"x": i * 4, "title": f"{_day_label(d.date)}: " + (
+        f"{pages.percent(d.percent)} up" if d.percent is not None and d.percent < 99.95
+        else "a problem going on")}
              for _, i, d in sorted(bad)[:MARKED]]
     summary = f"{pages.percent(c.uptime)} uptime over the last {len(c.days)} days"
     if bad:

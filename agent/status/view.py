@@ -184,6 +184,17 @@ def _stories(notices: Sequence[Notice], by_slug: Mapping[str, Component], tz: Zo
     return out
 
 
+def _today(days: tuple[Day, ...], state: ComponentState) -> tuple[Day, ...]:
+    """Today's bar shows an outage going on now, before the rollup has counted it
+    (it is written once a minute): a page saying "major outage" over a green today
+    would contradict itself."""
+    css = {ComponentState.MAJOR_OUTAGE: "major", ComponentState.PARTIAL_OUTAGE: "minor"}.get(
+        state)
+    if not days or css is None or days[-1].css in ("minor", "major"):
+        return days
+    return (*days[:-1], Day(days[-1].date, days[-1].percent, css))
+
+
 def dates(days: int, tz: ZoneInfo, now: float) -> list[str]:
     today = dt.datetime.fromtimestamp(now, tz).date()
     return [(today - dt.timedelta(days=k)).isoformat() for k in range(days - 1, -1, -1)]
@@ -205,6 +216,7 @@ def build(status: StatusConfig, tz: ZoneInfo, *, incidents: Sequence[Incident],
     for c in status.components:
         state = state_of(c, incidents, windows, tags, now)
         days, total = bars.get(c.slug, ((), None))
+        days = _today(days, state)
         comps.append(ComponentView(c.name, c.slug, c.group, c.description, state,
                                    LABELS[state], total, days))
     overall = next((s for s in SEVERITY if any(c.state is s for c in comps)),

@@ -22,6 +22,7 @@ from agent import links
 from agent.engine import ActionError, Engine
 from agent.fields import parse_duration
 from agent.incidents import Incident
+from agent.store.records import Action
 from agent.vocab import SEVERITIES, Severity, Via
 
 ENGINE_KEY = web.AppKey("engine", Engine)
@@ -37,6 +38,9 @@ def add_routes(app: web.Application, engine: Engine, api_token: str) -> None:
     app.router.add_post("/api/v1/incidents", api_declare)
     app.router.add_get(r"/api/v1/incidents/{id:\d+}", api_show)
     app.router.add_post(r"/api/v1/incidents/{id:\d+}/{action:ack|resolve|notes}", api_act)
+    app.router.add_post(r"/api/v1/incidents/{id:\d+}/actions", api_action_add)
+    app.router.add_get("/api/v1/actions", api_action_list)
+    app.router.add_post(r"/api/v1/actions/{id:\d+}/done", api_action_done)
     app.router.add_get("/api/v1/maintenance", api_maintenance_list)
     app.router.add_post("/api/v1/maintenance", api_maintenance_start)
     app.router.add_delete(r"/api/v1/maintenance/{id:\d+}", api_maintenance_end)
@@ -257,3 +261,44 @@ async def api_maintenance_end(request: web.Request) -> web.Response:
     except ActionError as exc:
         return web.json_response({"error": str(exc)}, status=exc.status)
     return web.json_response({"ended": True})
+
+
+# -- prevention actions ----------------------------------------------------------------
+
+
+def action_json(a: Action) -> dict[str, Any]:
+    return {"id": a.id, "incident_id": a.incident_id, "text": a.text, "owner": a.owner,
+            "created_at": a.created_at, "created_by": a.created_by, "done_at": a.done_at,
+            "done_by": a.done_by, "open": a.is_open}
+
+
+async def api_action_add(request: web.Request) -> web.Response:
+    engine = request.app[ENGINE_KEY]
+    body = await _body(request)
+    text, owner = _text(body, "text"), _text(body, "owner")
+    if not text or not owner:
+        return web.json_response({"error": "text and owner are required"}, status=400)
+    try:
+        aid = engine.add_action(int(request.match_info["id"]), text=text, owner=owner,
+                                by=_text(body, "by", "api") or "api")
+    except ActionError as exc:
+        return web.json_response({"error": str(exc)}, status=exc.status)
+    return web.json_response({"id": aid}, status=201)
+
+
+async def api_action_done(request: web.Request) -> web.Response:
+    engine = request.app[ENGINE_KEY]
+    body = await _body(request)
+    aid = int(request.match_info["id"])
+    try:
+        engine.finish_action(aid, by=_text(body, "by", "api") or "api")
+    except ActionError as exc:
+        return web.json_response({"error": str(exc)}, status=exc.status)
+    return web.json_response({"id": aid, "done": True})
+
+
+async def api_action_list(request: web.Request) -> web.Response:
+    store = request.app[ENGINE_KEY].store
+    open_only = request.query.get("open", "") in ("1", "true", "yes")
+    return web.json_response({"actions": [action_json(a) for a in
+                                          store.actions(open_only=open_only)]})

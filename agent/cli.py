@@ -25,6 +25,7 @@ from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from agent import cli_report
 from agent import config as configmod
 from agent.cli_parser import DEFAULT_CONFIG, build_parser
 from agent.config import Config, ConfigError
@@ -332,7 +333,7 @@ COMMANDS = {"run": cmd_run, "validate": cmd_validate, "check": cmd_check,
             "incidents": cmd_incidents, "show": cmd_show, "ack": cmd_ack,
             "resolve": cmd_resolve, "note": cmd_note, "declare": cmd_declare,
             "maintenance": cmd_maintenance, "test-notify": cmd_test_notify, "backup": cmd_backup,
-            "update": cmd_update}
+            "update": cmd_update, **cli_report.COMMANDS}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

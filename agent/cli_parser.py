@@ -94,6 +94,9 @@ def build_parser(commands: Mapping[str, Command]) -> argparse.ArgumentParser:
     sp = command("backup", "copy the store consistently, also while the agent runs")
     sp.add_argument("dest", metavar="DEST",
                     help="a new file, or a directory to put onwatch-YYYYMMDD-HHMMSS.db in")
+    from agent.cli_report import register  # it imports this module's EXIT_USAGE
+
+    register(command)
     return p
 
 

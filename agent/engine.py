@@ -28,6 +28,8 @@ from agent.config import CheckConfig, Config
 from agent.detect.maintenance import MaintenanceWindow
 from agent.detect.outage import Health
 from agent.detect.pipeline import CheckSignal, Held, OutageChange
+from agent.engine_actions import PreventionActions
+from agent.errors import ActionError, Conflict, Invalid, NotFound
 from agent.escalation import EscalationState, Page
 from agent.incidents import Incident, State, TimelineEntry, Transition
 from agent.intake import AlertEvent
@@ -41,6 +43,9 @@ from notifiers import messages
 
 log = structlog.get_logger(__name__)
 
+#: The action errors are the engine's vocabulary for callers (api, web, cli).
+__all__ = ["ActionError", "Conflict", "Engine", "Invalid", "Live", "NotFound"]
+
 
 @dataclass(slots=True)
 class Live:
@@ -49,35 +54,7 @@ class Live:
     wake_at: float | None
 
 
-class ActionError(Exception):
-    """A person's action that cannot be done; the message says why (shown to them).
-
-    Each subclass carries the HTTP status an API answer uses for it, so that no
-    caller chooses a status by reading the message.
-    """
-
-    status = 400
-
-
-class NotFound(ActionError):
-    """No such incident or maintenance window."""
-
-    status = 404
-
-
-class Conflict(ActionError):
-    """The incident is not in a state that allows it (already acknowledged, resolved)."""
-
-    status = 409
-
-
-class Invalid(ActionError):
-    """The request itself is wrong (no policy to page with, a bad value)."""
-
-    status = 400
-
-
-class Engine:
+class Engine(PreventionActions):
     def __init__(self, config: Config, store: Store, metrics: Metrics, link_key: bytes,
                  clock: Callable[[], float]) -> None:
         self.config = config
@@ -265,7 +242,7 @@ class Engine:
     def resolve(self, incident_id: int, *, by: str, cause: str, fix: str) -> Incident:
         inc = self._open_incident(incident_id)
         note = f"resolved by {by}. Cause: {cause or 'not given'}. Fix: {fix or 'not given'}"
-        tr = incidents.resolve(inc, now=self.clock(), actor=by, note=note)
+        tr = incidents.resolve(inc, now=self.clock(), actor=by, note=note, cause=cause, fix=fix)
         assert tr is not None  # open incidents always resolve
         return self.apply(tr)
 
@@ -284,7 +261,7 @@ class Engine:
                 f"no policy {name!r} to page with; give one of "
                 f"{', '.join(sorted(self.config.escalation.policies)) or '(none configured)'}"
                 if name else "no policy to page with: give --policy, set [defaults] policy, or "
-                             f"add a [[routes]] entry for severity {severity!r}")
+                             f"add a [[routes]] entry for severity {str(severity)!r}")
         tr = incidents.declare(new_id=self.store.next_incident_id(), title=title,
                                severity=severity, by=by, reason=reason or title, now=self.clock())
         return self.apply(replace(tr, incident=replace(tr.incident, policy=name)))
@@ -359,16 +336,18 @@ class Engine:
     def _persist(self, inc: Incident, state: EscalationState | None,
                  entries: Sequence[TimelineEntry], pages: Sequence[Page], now: float,
                  event: Change | None = None) -> None:
-        outgoing = [m for p in pages for m in self._messages(inc, p, now)]
+        outgoing = [(m, p.step) for p in pages for m in self._messages(inc, p, now)]
         entries = [*entries, *(
             TimelineEntry(now, Entry.NOTIFICATION_QUEUED, "onwatch",
-                          f"{m.event} message queued for {m.contact}", {"message_id": m.id})
-            for m in outgoing)]
+                          f"{m.event} message queued for {m.contact}",
+                          {"message_id": m.id, "contact": m.contact, "event": m.event,
+                           "step": step})
+            for m, step in outgoing)]
         with self.store.tx():
             self.store.save_incident(inc)
             self.store.save_escalation(inc.id, state.to_json() if state else None)
             self.store.append(inc.id, entries)
-            for m in outgoing:
+            for m, _ in outgoing:
                 self.store.enqueue(m)
             for hook in self.hooks:
                 hook(inc, event, now)

@@ -102,11 +102,16 @@ def on_signal(current: Incident | None, signal: Signal, *, severity: Severity, t
                    note=f"{signal.check} recovered: {signal.reason}")
 
 
-def resolve(inc: Incident, *, now: float, actor: str, note: str) -> Transition | None:
+def resolve(inc: Incident, *, now: float, actor: str, note: str, cause: str | None = None,
+            fix: str | None = None) -> Transition | None:
+    """Resolved; a person's `cause` and `fix` are kept as data for the report."""
     if not inc.is_open:
         return None
     done = replace(inc, state=State.RESOLVED, resolved_at=now, resolved_by=actor)
-    entry = TimelineEntry(now, Entry.RESOLVED, actor, note, {"duration_s": now - inc.started_at})
+    data: dict[str, Any] = {"duration_s": now - inc.started_at}
+    if cause is not None or fix is not None:
+        data.update(cause=cause or "", fix=fix or "")
+    entry = TimelineEntry(now, Entry.RESOLVED, actor, note, data)
     return Transition(done, (entry,), Change.RESOLVED)
 
 

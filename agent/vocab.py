@@ -106,6 +106,8 @@ class Entry(enum.StrEnum):
     ALERT_REFIRED = "alert_refired"
     #: A person's words for customers (status page, subscribers): who posted what.
     PUBLIC_UPDATE = "public_update"
+    ACTION_ADDED = "action_added"
+    ACTION_DONE = "action_done"
 
 
 class NoticeKind(enum.StrEnum):

@@ -1,5 +1,6 @@
 """The store's record types that the pure core reads too: `OutboxMessage`, one
-notification due (or done) for one contact.
+notification due (or done) for one contact; `Action`, one prevention action
+agreed after an incident, tracked until done.
 
 Kept apart from the SQLite module so that pure modules (storm bundling) can take
 these records without importing sqlite3; each store backend builds them from its
@@ -33,3 +34,20 @@ class OutboxMessage:
     #: The acknowledgement link the message carries for its recipient ("" for none):
     #: a storm bundle keeps it without reading the rendered body.
     link: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    id: int
+    incident_id: int
+    text: str
+    #: Who will do it (a contact's name or any person's).
+    owner: str
+    created_at: float
+    created_by: str
+    done_at: float | None = None
+    done_by: str | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self.done_at is None

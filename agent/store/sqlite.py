@@ -22,7 +22,7 @@ from typing import Any
 
 from agent.incidents import Incident, State, TimelineEntry
 from agent.store import migrations, upkeep
-from agent.store.records import OutboxMessage
+from agent.store.records import Action, OutboxMessage
 from agent.vocab import Entry, IncidentKind, Severity
 
 SCHEMA_VERSION = migrations.SCHEMA_VERSION
@@ -81,6 +81,17 @@ CREATE TABLE IF NOT EXISTS outbox (
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (status, next_attempt_at);
 CREATE INDEX IF NOT EXISTS outbox_done ON outbox (status, delivered_at);
+CREATE TABLE IF NOT EXISTS actions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    incident_id INTEGER NOT NULL REFERENCES incidents (id),
+    text TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    created_by TEXT NOT NULL,
+    done_at REAL,
+    done_by TEXT
+);
+CREATE INDEX IF NOT EXISTS actions_incident ON actions (incident_id);
 CREATE TABLE IF NOT EXISTS maintenance (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     checks TEXT NOT NULL,
@@ -235,6 +246,13 @@ class Store:
             f"SELECT * FROM incidents {where} ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
         return [_incident(r) for r in rows]
 
+    def incidents_between(self, since: float, until: float) -> list[Incident]:
+        """Every incident open at some moment of [since, until), oldest first."""
+        rows = self._db.execute(
+            "SELECT * FROM incidents WHERE opened_at < ? AND (resolved_at IS NULL OR "
+            "resolved_at >= ?) ORDER BY id", (until, since)).fetchall()
+        return [_incident(r) for r in rows]
+
     def timeline(self, incident_id: int) -> list[TimelineEntry]:
         rows = self._db.execute(
             "SELECT at, kind, actor, message, data FROM timeline WHERE incident_id = ? "
@@ -285,6 +303,31 @@ class Store:
         row = self._db.execute(
             "SELECT MIN(created_at) FROM outbox WHERE status = 'due'").fetchone()
         return None if row[0] is None else float(row[0])
+
+    # prevention actions ------------------------------------------------------------
+
+    def add_action(self, incident_id: int, *, text: str, owner: str, at: float, by: str) -> int:
+        cur = self._db.execute(
+            "INSERT INTO actions (incident_id, text, owner, created_at, created_by) "
+            "VALUES (?,?,?,?,?)", (incident_id, text, owner, at, by))
+        return int(cur.lastrowid or 0)
+
+    def finish_action(self, action_id: int, *, at: float, by: str) -> bool:
+        cur = self._db.execute("UPDATE actions SET done_at = ?, done_by = ? WHERE id = ? AND "
+                               "done_at IS NULL", (at, by, action_id))
+        return cur.rowcount > 0
+
+    def actions(self, *, incident_id: int | None = None, open_only: bool = False
+                ) -> list[Action]:
+        where, args = ["1=1"], []
+        if incident_id is not None:
+            where.append("incident_id = ?")
+            args.append(incident_id)
+        if open_only:
+            where.append("done_at IS NULL")
+        rows = self._db.execute(f"SELECT * FROM actions WHERE {' AND '.join(where)} ORDER BY id",
+                                args).fetchall()
+        return [Action(**dict(r)) for r in rows]
 
     # maintenance windows opened at run time ------------------------------------
 

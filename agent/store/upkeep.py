@@ -76,6 +76,7 @@ def _old_incidents(conn: sqlite3.Connection, cutoff: float, batch: int) -> list[
 def _delete_incidents(conn: sqlite3.Connection, ids: list[int]) -> tuple[int, int]:
     marks = ",".join("?" * len(ids))
     conn.execute(f"DELETE FROM timeline WHERE incident_id IN ({marks})", ids)
+    conn.execute(f"DELETE FROM actions WHERE incident_id IN ({marks})", ids)
     messages = conn.execute(f"DELETE FROM outbox WHERE incident_id IN ({marks})", ids).rowcount
     incidents = conn.execute(f"DELETE FROM incidents WHERE id IN ({marks})", ids).rowcount
     return incidents, messages

@@ -1,0 +1,149 @@
+"""`onwatch report | review | action`: documents from the store, and prevention actions.
+
+`report ID` writes the post-incident report of one incident (Markdown by
+default; `--format html` a printable page; `--format pdf` where WeasyPrint
+is installed); `review --since 30d` the periodic review (Markdown, HTML or
+JSON). Both read the store directly, read-only, so they work whether the
+agent runs or not. `action add|done` change an incident's story and so go
+through the running agent's API like `ack` and `note`; `action list` reads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from agent.cli_parser import EXIT_USAGE
+from agent.config import Config
+from agent.fields import parse_duration
+from agent.report.document import Document, render_html, render_markdown, render_pdf
+from agent.report.incident import Context, incident_report
+from agent.report.load import facts_between, facts_of
+from agent.report.review import review
+from agent.report.review_doc import review_document, review_json
+from checks.registry import KINDS
+
+AddParser = Callable[..., argparse.ArgumentParser]
+
+
+def _emit(doc: Document, fmt: str, out: str | None) -> int:
+    if fmt == "pdf":
+        pdf = render_pdf(doc)
+        if pdf is None:
+            print("onwatch: PDF needs WeasyPrint (pip install weasyprint); use --format html "
+                  "and print it from a browser", file=sys.stderr)
+            return 1
+        if not out:
+            print("onwatch: --format pdf needs --out FILE", file=sys.stderr)
+            return 2
+        Path(out).write_bytes(pdf)
+        return 0
+    text = render_html(doc) if fmt == "html" else render_markdown(doc)
+    if out:
+        Path(out).write_text(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def report_context(cfg: Config, check: str | None, policy: str | None) -> Context:
+    c = cfg.check(check) if check else None
+    pol = cfg.escalation.policies.get(policy or "")
+    return Context(cfg.agent.tz, target=KINDS[c.type].target(c.spec) if c else "",
+                   ack_timeout=pol.ack_timeout if pol else None)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from agent import cli
+
+    cfg, store = cli._load(args.config), cli._store(args)
+    if cfg is None or isinstance(store, int):
+        return store if isinstance(store, int) else cli.EXIT_CONFIG
+    inc = store.incident(args.id)
+    if inc is None:
+        print(f"onwatch: no incident #{args.id}", file=sys.stderr)
+        return cli.EXIT_FAIL
+    now = time.time()
+    doc = incident_report(facts_of(store, inc, now), report_context(cfg, inc.check, inc.policy),
+                          now=now)
+    return _emit(doc, args.format, args.out)
+
+
+def cmd_review(args: argparse.Namespace) -> int:
+    import json
+
+    from agent import cli
+
+    cfg, store = cli._load(args.config), cli._store(args)
+    if cfg is None or isinstance(store, int):
+        return store if isinstance(store, int) else cli.EXIT_CONFIG
+    back = parse_duration(args.since)
+    if back is None or back <= 0:
+        print(f'onwatch: --since must be a duration like "30d", got {args.since!r}',
+              file=sys.stderr)
+        return EXIT_USAGE
+    now = time.time()
+    facts = facts_between(store, now - back, now, now)
+    r = review(facts, checks=[c.name for c in cfg.checks], since=now - back, until=now,
+               tz=cfg.agent.tz, hours=cfg.escalation.hours,
+               open_actions=store.actions(open_only=True))
+    if args.format == "json":
+        print(json.dumps(review_json(r), indent=2))
+        return cli.EXIT_OK
+    return _emit(review_document(r, cfg.agent.tz, now=now), args.format, args.out)
+
+
+def cmd_action(args: argparse.Namespace) -> int:
+    from agent import cli
+
+    if args.verb == "list":
+        store = cli._store(args)
+        if isinstance(store, int):
+            return store
+        rows = store.actions(incident_id=args.id, open_only=args.open)
+        for a in rows:
+            state = "open" if a.is_open else f"done by {a.done_by} {cli._ts(a.done_at)}"
+            print(f"#{a.id:<4} incident #{a.incident_id:<5} {a.owner:<12} {state:<30} {a.text}")
+        if not rows:
+            print("no prevention actions")
+        return cli.EXIT_OK
+    if args.id is None:
+        print(f"onwatch: action {args.verb} needs an id", file=sys.stderr)
+        return EXIT_USAGE
+    if args.verb == "add":
+        if not args.text or not args.owner:
+            print('onwatch: action add ID "what" --owner NAME', file=sys.stderr)
+            return EXIT_USAGE
+        return cli._act(args, f"/api/v1/incidents/{args.id}/actions",
+                        {"text": " ".join(args.text), "owner": args.owner,
+                         "by": args.by or cli._me()}, "prevention action #{id} added")
+    return cli._act(args, f"/api/v1/actions/{args.id}/done", {"by": args.by or cli._me()},
+                    "prevention action #{id} done")
+
+
+COMMANDS = {"report": cmd_report, "review": cmd_review, "action": cmd_action}
+
+
+def register(with_config: AddParser) -> None:
+    """Add the report, review and action commands to the CLI's parser."""
+    sp = with_config("report", "write the post-incident report of one incident")
+    sp.add_argument("id", type=int, help="the incident")
+    sp.add_argument("--format", choices=("md", "html", "pdf"), default="md",
+                    help="Markdown (default), printable HTML, or PDF (needs WeasyPrint)")
+    sp.add_argument("--out", metavar="FILE", help="write to FILE instead of standard output")
+    sp = with_config("review", "review incidents and escalation over a period")
+    sp.add_argument("--since", default="30d", help='how far back, e.g. "30d" (default), "7d"')
+    sp.add_argument("--format", choices=("md", "html", "json", "pdf"), default="md",
+                    help="Markdown (default), HTML, JSON for scripts, or PDF")
+    sp.add_argument("--out", metavar="FILE", help="write to FILE instead of standard output")
+    sp = with_config("action", "prevention actions: add, mark done, list")
+    sp.add_argument("verb", choices=("add", "done", "list"))
+    sp.add_argument("id", nargs="?", type=int,
+                    help="add: the incident; done: the action; list: only this incident's")
+    sp.add_argument("text", nargs="*", help="add: what will be done")
+    sp.add_argument("--owner", help="add: who will do it")
+    sp.add_argument("--open", action="store_true", help="list: only open actions")
+    sp.add_argument("--by", help="who says so (default: your user name)")

@@ -1,0 +1,1 @@
+"""Post-incident reports and periodic reviews, built from what the store holds."""

@@ -117,10 +117,10 @@ class World:
                 assert m.incident_id is not None
                 self.store.append(m.incident_id, [TimelineEntry(
                     at, Entry.NOTIFICATION_DELIVERED, m.contact, f"{m.event} delivered",
-                    {"message_id": m.id, "channels": [
-                        {"channel": "json://127.0.0.1:9/...", "ok": True, "detail": "delivered"}]})])
+                    {"message_id": m.id, "channels": [CHANNEL]})])
 
 
+CHANNEL = {"channel": "json://127.0.0.1:9/...", "ok": True, "detail": "delivered"}
 MON = utc(2026, 11, 23, 10, 0)  # Monday 10:00 GMT, business hours
 
 

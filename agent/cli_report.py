@@ -140,7 +140,8 @@ def register(with_config: AddParser) -> None:
                     help="Markdown (default), HTML, JSON for scripts, or PDF")
     sp.add_argument("--out", metavar="FILE", help="write to FILE instead of standard output")
     sp = with_config("action", "prevention actions: add, mark done, list")
-    sp.add_argument("verb", choices=("add", "done", "list"))
+    sp.add_argument("verb", choices=("add", "done", "list"),
+                    help="add an action to an incident, mark one done, or list them")
     sp.add_argument("id", nargs="?", type=int,
                     help="add: the incident; done: the action; list: only this incident's")
     sp.add_argument("text", nargs="*", help="add: what will be done")

@@ -12,13 +12,12 @@ directory), compared in constant time.
 
 from __future__ import annotations
 
-import hmac
 import html
 from typing import Any
 
 from aiohttp import web
 
-from agent import links
+from agent import links, webguard
 from agent.engine import ActionError, Engine
 from agent.fields import parse_duration
 from agent.incidents import Incident
@@ -119,10 +118,7 @@ async def _require_token(request: web.Request, handler: Any) -> web.StreamRespon
     # The intake checks its own token (it may come in the path, and may differ).
     if request.path.startswith("/api/") and not request.path.startswith("/api/v1/intake/"):
         expected = request.app[TOKEN_KEY]
-        got = request.headers.get("Authorization", "")
-        scheme, _, token = got.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(),
-                                                                 expected.encode()):
+        if not webguard.bearer_matches(request.headers.get("Authorization"), expected):
             return web.json_response(
                 {"error": "missing or wrong bearer token (see [agent] api_token)"}, status=401,
                 headers={"WWW-Authenticate": "Bearer"})
@@ -148,7 +144,7 @@ async def api_list(request: web.Request) -> web.Response:
 
 async def api_show(request: web.Request) -> web.Response:
     store = request.app[ENGINE_KEY].store
-    inc = store.incident(int(request.match_info["id"]))
+    inc = store.incident(webguard.row_id(request))
     if inc is None:
         return web.json_response({"error": "no such incident"}, status=404)
     timeline = [{"at": e.at, "kind": e.kind, "actor": e.actor, "message": e.message,
@@ -156,29 +152,21 @@ async def api_show(request: web.Request) -> web.Response:
     return web.json_response({**incident_json(inc), "timeline": timeline})
 
 
-async def _body(request: web.Request) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except ValueError:
-        raise web.HTTPBadRequest(text='{"error": "the body must be JSON"}',
-                                 content_type="application/json") from None
-    if not isinstance(body, dict):
-        raise web.HTTPBadRequest(text='{"error": "the body must be a JSON object"}',
-                                 content_type="application/json")
-    return body
+_body = webguard.json_body
+#: A maintenance window longer than this is a typo (or an attack on the arithmetic).
+MAX_WINDOW_S = 366 * 86400.0
 
 
 def _text(body: dict[str, Any], key: str, default: str = "") -> str:
     value = body.get(key, default)
     if not isinstance(value, str) or len(value) > 2000:
-        raise web.HTTPBadRequest(text=f'{{"error": "{key} must be a string of at most 2000 '
-                                      f'characters"}}', content_type="application/json")
+        raise webguard.bad_request(f"{key} must be a string of at most 2000 characters")
     return value.strip()
 
 
 async def api_act(request: web.Request) -> web.Response:
     engine = request.app[ENGINE_KEY]
-    incident_id, action = int(request.match_info["id"]), request.match_info["action"]
+    incident_id, action = webguard.row_id(request), request.match_info["action"]
     body = await _body(request)
     by = _text(body, "by", "api") or "api"
     try:
@@ -247,8 +235,9 @@ async def api_maintenance_start(request: web.Request) -> web.Response:
         what = f"unknown check or tag {unknown[0]!r}" if unknown else "name checks or tags"
         return web.json_response({"error": what}, status=400)
     duration = parse_duration(_text(body, "for", "1h"))
-    if duration is None or duration <= 0:
-        return web.json_response({"error": 'for must be a duration like "2h"'}, status=400)
+    if duration is None or not 0 < duration <= MAX_WINDOW_S:
+        return web.json_response({"error": 'for must be a duration like "2h", at most 366d'},
+                                 status=400)
     wid = engine.start_maintenance(checks=checks, tags=tags, duration=duration,
                                    reason=_text(body, "reason"), by=_text(body, "by") or "api")
     return web.json_response({"id": wid, "until": engine.clock() + duration}, status=201)
@@ -257,7 +246,7 @@ async def api_maintenance_start(request: web.Request) -> web.Response:
 async def api_maintenance_end(request: web.Request) -> web.Response:
     engine = request.app[ENGINE_KEY]
     try:
-        engine.end_maintenance(int(request.match_info["id"]), by="api")
+        engine.end_maintenance(webguard.row_id(request), by="api")
     except ActionError as exc:
         return web.json_response({"error": str(exc)}, status=exc.status)
     return web.json_response({"ended": True})

@@ -20,6 +20,15 @@ from typing import Any
 import structlog
 
 
+def _drop_client_garbage(record: logging.LogRecord) -> bool:
+    """aiohttp logs a request it could not parse as an error; it is the client's, and
+    aiohttp has already answered it 400. A flood of them must not drown real errors."""
+    from aiohttp.http_exceptions import HttpProcessingError
+
+    exc = record.exc_info[1] if record.exc_info else None
+    return not (record.name.startswith("aiohttp") and isinstance(exc, HttpProcessingError))
+
+
 def configure(level: str = "info", *, json: bool | None = None) -> None:
     if json is None:
         json = not sys.stderr.isatty()
@@ -39,8 +48,13 @@ def configure(level: str = "info", *, json: bool | None = None) -> None:
         cache_logger_on_first_use=True,
     )
     handler = logging.StreamHandler(sys.stderr)
+    # format_exc_info: a library's logged exception arrives as exc_info; without this
+    # the JSON renderer would print "<traceback object at 0x...>" instead of the stack.
     handler.setFormatter(structlog.stdlib.ProcessorFormatter(
-        processor=renderer, foreign_pre_chain=shared))
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                    structlog.processors.format_exc_info, renderer],
+        foreign_pre_chain=shared))
+    handler.addFilter(_drop_client_garbage)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)

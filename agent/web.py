@@ -17,7 +17,7 @@ import structlog
 from aiohttp import web
 from prometheus_client.aiohttp import make_aiohttp_handler
 
-from agent import api, web_intake
+from agent import api, web_intake, webguard
 from agent.detect.outage import Health
 from agent.runner import Runner
 from checks import heartbeat
@@ -39,6 +39,7 @@ def build_app(runner: Runner, api_token: str, ctx: ProbeContext | None = None
     """The agent's app; `ctx` is the probes' shared context (push checks write into it)."""
     app = web.Application(client_max_size=64 * 1024)
     app[CTX_KEY] = ctx or ProbeContext()
+    webguard.install(app)
     api.add_routes(app, runner.engine, api_token)
     web_intake.add_routes(app, runner.engine, api_token)
     app[RUNNER_KEY] = runner

@@ -34,12 +34,12 @@ Observations: heartbeat_age_s (seconds since the last ping), once there was one.
 from __future__ import annotations
 
 import datetime as dt
-import hmac
 import time
 from dataclasses import dataclass, field
 from typing import Final
 
 from agent.fields import Section, format_duration
+from agent.webguard import same_secret
 from checks.base import ProbeContext
 from checks.result import CheckResult, ErrorKind
 
@@ -88,7 +88,8 @@ def authorized(spec: HeartbeatSpec, token: str | None) -> bool:
     """Constant time in the token's content: a wrong guess learns nothing from timing."""
     if not token or not spec.token:
         return False
-    return hmac.compare_digest(token.encode(), spec.token.encode())
+    # Undecodable bytes in a query or header are a wrong token, not a crash.
+    return same_secret(token, spec.token)
 
 
 async def probe(spec: HeartbeatSpec, ctx: ProbeContext) -> CheckResult:

@@ -73,13 +73,28 @@ def _describe(inc: Incident) -> str:
             f"State: {inc.state.value}.</p>")
 
 
-async def ack_page(request: web.Request) -> web.Response:
+def _linked(request: web.Request) -> tuple[links.Claims, Incident] | web.Response:
+    """The link's claims and its incident, or the page that refuses it."""
     claims = _claims(request)
     if isinstance(claims, web.Response):
         return claims
     inc = request.app[ENGINE_KEY].store.incident(claims.incident_id)
     if inc is None:
         return _page("Unknown incident", "<p>This incident does not exist here.</p>", 404)
+    if links.episode_of(inc.opened_at) != claims.episode:
+        # The incident was reopened after this link was sent: acknowledging the new
+        # episode takes a link from the new page (whoever holds the old one was not
+        # told about it).
+        return _page("Link out of date", f"<p>Incident #{inc.id} was reopened after this "
+                     "link was sent. Use the link in the latest message.</p>", 410)
+    return claims, inc
+
+
+async def ack_page(request: web.Request) -> web.Response:
+    linked = _linked(request)
+    if isinstance(linked, web.Response):
+        return linked
+    claims, inc = linked
     if not inc.is_open or inc.acknowledged_by:
         return _page("Nothing to do", _describe(inc) + _done(inc))
     form = (f"<form method=post><button style='font-size:1.5em;padding:.5em 1em'>"
@@ -89,9 +104,10 @@ async def ack_page(request: web.Request) -> web.Response:
 
 
 async def ack_post(request: web.Request) -> web.Response:
-    claims = _claims(request)
-    if isinstance(claims, web.Response):
-        return claims
+    linked = _linked(request)
+    if isinstance(linked, web.Response):
+        return linked
+    claims = linked[0]
     engine = request.app[ENGINE_KEY]
     try:
         inc = engine.acknowledge(claims.incident_id, by=claims.recipient, via=Via.LINK)

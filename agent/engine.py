@@ -364,7 +364,8 @@ class Engine(PreventionActions):
         for contact in page.contacts:
             link = None
             if page.event in PAGING_EVENTS and inc.state is State.OPEN:
-                claims = links.Claims(inc.id, contact, "ack", int(now + links.DEFAULT_TTL))
+                claims = links.Claims(inc.id, contact, "ack", int(now + links.DEFAULT_TTL),
+                                      links.episode_of(inc.opened_at))
                 link = f"{self.public_url}/ack/{links.sign(self.link_key, claims)}"
             msg_id = str(uuid.uuid4())
             m = messages.render(page.event, inc, target=target, link=link, reason=page.reason,

@@ -1,10 +1,18 @@
 """One-click acknowledgement links: HMAC-signed, bound, expiring. Pure.
 
-A token carries (incident id, recipient, action, expiry) and an HMAC-SHA256
-over exactly those fields with the agent's secret key. `verify` recomputes
-the MAC and compares in constant time before it trusts any field, then
-checks the expiry. A token for one incident, recipient or action is useless
-for another: they are all under the MAC.
+A token carries (incident id, recipient, action, expiry, episode) and an
+HMAC-SHA256 over exactly those fields with the agent's secret key. `verify`
+recomputes the MAC and compares in constant time before it trusts any field,
+then checks the expiry. A token for one incident, recipient or action is
+useless for another: they are all under the MAC. The episode is the
+incident's `opened_at` in milliseconds (`episode_of`): a reopened incident
+has a new one, so a link from an earlier page cannot acknowledge the new
+episode (the caller compares, see agent/api.py).
+
+Only the spelling `sign` produces is accepted: unpadded base64url, canonical
+(`verify` re-signs the claims and compares the whole token). Padding, other
+alphabets or different trailing bits decode to the same bytes, and a link
+that can be spelled two ways is a link whose refusal a filter cannot rely on.
 
 The key lives in the state directory (`link.key`, created 0600 on first
 start), so links keep working across restarts and are void when the state
@@ -31,6 +39,8 @@ class Claims:
     recipient: str
     action: str
     expires: int
+    #: `episode_of(incident.opened_at)` when the link was made.
+    episode: int
 
 
 class LinkError(Exception):
@@ -45,10 +55,15 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
+def episode_of(opened_at: float) -> int:
+    return round(opened_at * 1000)
+
+
 def sign(key: bytes, claims: Claims) -> str:
     if claims.action not in ACTIONS:
         raise ValueError(f"unknown action {claims.action!r}")
-    body = f"{claims.incident_id}|{claims.recipient}|{claims.action}|{claims.expires}".encode()
+    body = (f"{claims.incident_id}|{claims.recipient}|{claims.action}|{claims.expires}"
+            f"|{claims.episode}").encode()
     return seal(key, body)
 
 
@@ -57,15 +72,23 @@ def seal(key: bytes, body: bytes) -> str:
     return f"{_b64(body)}.{_b64(_mac(key, body))}"
 
 
+_ALPHABET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+_NOT_VALID = "this link is not valid (it was altered or not issued by this agent)"
+
+
 def unseal(key: bytes, token: str) -> bytes:
     """The body of a token whose MAC is right (checked in constant time), else LinkError."""
     try:
         body_b64, mac_b64 = token.split(".")
+        if not set(body_b64 + mac_b64) <= _ALPHABET:
+            raise ValueError("not unpadded base64url")
         body, mac = _unb64(body_b64), _unb64(mac_b64)
     except (ValueError, UnicodeEncodeError):
         raise LinkError("this link is malformed") from None
-    if not hmac.compare_digest(mac, _mac(key, body)):
-        raise LinkError("this link is not valid (it was altered or not issued by this agent)")
+    # The one spelling seal() writes, nothing else: padding or other trailing bits
+    # decode to the same bytes, and a token must not have two spellings.
+    if not hmac.compare_digest(mac, _mac(key, body)) or seal(key, body) != token:
+        raise LinkError(_NOT_VALID)
     return body
 
 
@@ -78,12 +101,12 @@ def _mac(key: bytes, body: bytes) -> bytes:
 def verify(key: bytes, token: str, now: float) -> Claims:
     body = unseal(key, token)
     try:
-        inc, recipient, action, expires = body.decode().split("|")
-        claims = Claims(int(inc), recipient, action, int(expires))
+        inc, recipient, action, expires, episode = body.decode().split("|")
+        claims = Claims(int(inc), recipient, action, int(expires), int(episode))
     except ValueError:
         raise LinkError("this link is malformed") from None
-    if claims.action not in ACTIONS:
-        raise LinkError("this link is for an unknown action")
+    if action not in ACTIONS or not hmac.compare_digest(sign(key, claims), token):
+        raise LinkError(_NOT_VALID)  # the same claims spelled another way
     if now > claims.expires:
         raise LinkError("this link has expired; acknowledge with `onwatch ack` or the API")
     return claims

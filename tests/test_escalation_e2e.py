@@ -175,9 +175,9 @@ async def test_forged_tampered_expired_links_change_nothing(tmp_path: Path) -> N
         from agent import links
 
         key = links.load_or_create_key(state)
-        other_incident = links.sign(key, links.Claims(2, "alice", "ack", int(time.time()) + 60))
-        expired = links.sign(key, links.Claims(1, "alice", "ack", int(time.time()) - 1))
-        forged = links.sign(b"x" * 32, links.Claims(1, "alice", "ack", int(time.time()) + 60))
+        other_incident = links.sign(key, links.Claims(2, "alice", "ack", int(time.time()) + 60, 0))
+        expired = links.sign(key, links.Claims(1, "alice", "ack", int(time.time()) - 1, 0))
+        forged = links.sign(b"x" * 32, links.Claims(1, "alice", "ack", int(time.time()) + 60, 0))
         swapped = links._b64(b"1|mallory|ack|9999999999") + "." + mac
         cases = {"forged": (forged, 403), "tampered": (swapped, 403), "expired": (expired, 410),
                  "garbage": ("not-a-token", 403), "cross-incident": (other_incident, 404),

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from yarl import URL
 
 from agent.fields import Section, show
+from checks import _input
 from checks._httpjson import Condition, parse_condition
 
 _METHODS = ("GET", "HEAD", "POST", "PUT", "OPTIONS", "PATCH", "DELETE")
@@ -38,14 +39,14 @@ class HttpSpec:
     body: bytes | None = None
     content_type: str | None = None
     keyword_absent: str | None = None
-    regex: re.Pattern[bytes] | None = None
+    regex: _input.Pattern | None = None
     json: tuple[Condition, ...] = ()
     username: str | None = None
     password: str | None = field(default=None, repr=False)
     bearer_token: str | None = field(default=None, repr=False)
     phase_timings: bool = False
     fingerprint: bool = False
-    fingerprint_ignore: tuple[re.Pattern[bytes], ...] = ()
+    fingerprint_ignore: tuple[_input.Pattern, ...] = ()
     # Derived once, here, never per request.
     _url: URL = field(init=False, default=URL(), repr=False, compare=False)
     _send_headers: tuple[tuple[str, str], ...] | None = field(
@@ -101,12 +102,12 @@ def parse(sec: Section) -> HttpSpec:
         sec.error("content_type", "given in headers too; keep one")
     keyword = sec.optional_string("keyword")
     absent = sec.optional_string("keyword_absent")
-    regex = _compile(sec, "regex", sec.optional_string("regex"))
+    regex = _input.pattern(sec, "regex", sec.optional_string("regex"))
     conditions = tuple(c for i, raw in enumerate(sec.string_list("json"))
                        if (c := parse_condition(sec, f"json[{i}]", raw)) is not None)
     fingerprint = sec.boolean("fingerprint", False)
     ignore = tuple(p for i, raw in enumerate(sec.string_list("fingerprint_ignore"))
-                   if (p := _compile(sec, f"fingerprint_ignore[{i}]", raw)) is not None)
+                   if (p := _input.pattern(sec, f"fingerprint_ignore[{i}]", raw)) is not None)
     if ignore and not fingerprint:
         sec.error("fingerprint_ignore", "only used with fingerprint = true")
     if method == "HEAD":
@@ -176,16 +177,6 @@ def _parse_auth(sec: Section, url: URL, header_names: set[str]
         if "authorization" in header_names:
             sec.error("headers", "Authorization is set by username/bearer_token; keep one")
     return username, password, token
-
-
-def _compile(sec: Section, key: str, pattern: str | None) -> re.Pattern[bytes] | None:
-    if pattern is None:
-        return None
-    try:
-        return re.compile(pattern.encode())
-    except re.error as exc:
-        sec.error(key, f"not a valid regular expression ({exc})")
-        return None
 
 
 def _default_type(body: bytes) -> str:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from agent.fields import Section
+from checks import _input
 from checks._net import PLAIN, Failed, Stream, Tls, hostport, parse_tls, tls_context
 from checks.base import ProbeContext
 from checks.result import CheckResult, ErrorKind
@@ -49,7 +50,7 @@ class Endpoint:
 
 
 def parse_endpoint(sec: Section, plain_port: int, tls_port: int) -> Endpoint:
-    host = sec.string("host")
+    host = _input.host(sec)
     tls = parse_tls(sec)
     port = sec.integer("port", tls_port if tls.implicit else plain_port, low=1, high=65535)
     starttls = sec.choice("starttls", STARTTLS_MODES, "require")

@@ -34,7 +34,7 @@ Config keys (all validated at load by `parse`; see also config.example.toml):
                    (default application/json when the body is JSON, else text/plain)
   expect_status    codes and classes ("2xx"); a list or one; default: any 2xx
   keyword          text the body must contain; keyword_absent: text it must not
-  regex            a regular expression that must match the body
+  regex            a regular expression (RE2 syntax, see checks/_input.py) that must match
   json             conditions on the JSON body: '$.status == "ok"', '$.queue.depth < 100'
   max_latency      duration; slower than this is degraded
   username, password (or password_file, ${ENV}): basic auth;
@@ -50,7 +50,8 @@ Config keys (all validated at load by `parse`; see also config.example.toml):
                    to its first 52 bits, as an integer-valued float (exact in a float)
 
 Text (keyword, regex, fingerprint_ignore) is matched against the raw body bytes (after
-gzip/deflate decoding) as UTF-8; in a regex, \\w and [...] classes are ASCII-only.
+gzip/deflate decoding) as UTF-8; regexes are RE2 (linear time; no backreferences or
+look-around), \\w and [...] classes ASCII-only.
 """
 
 from __future__ import annotations

@@ -48,6 +48,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from agent.fields import Section, format_duration, show
+from checks import _input
 from checks._net import Failed
 from checks.base import ProbeContext
 from checks.result import CheckResult, ErrorKind
@@ -72,7 +73,7 @@ class IcmpSpec:
 
 
 def parse(sec: Section) -> IcmpSpec:
-    host = sec.string("host")
+    host = _input.host(sec)
     version: Any = sec.value("ip_version")
     if version is not None and (isinstance(version, bool) or version not in (4, 6)):
         sec.error("ip_version", f"must be 4 or 6, got {show(version)}")

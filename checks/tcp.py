@@ -6,7 +6,7 @@ Config keys:
   steps         the script, in order; each step is a table with one key:
                   {send = "..."}          write these bytes (TOML escapes like "\r\n" work)
                   {expect = "..."}        read until these bytes arrive
-                  {expect_regex = "..."}  read until this regular expression matches
+                  {expect_regex = "..."}  read until this regular expression (RE2) matches
                   {starttls = true}       upgrade the connection to TLS here
   send/expect   shorthand for steps = [{send = ...}, {expect = ...}] (not with `steps`)
   max_read      how much one expect step reads at most while waiting (default "64KiB")
@@ -39,12 +39,12 @@ TLS tls_s and cert_days_left.
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from agent.fields import Section, show
+from checks import _input
 from checks._net import PLAIN, Failed, Stream, Tls, hostport, parse_tls, tls_context
 from checks.base import ProbeContext
 from checks.result import CheckResult, ErrorKind
@@ -58,7 +58,7 @@ class Step:
 
     send: bytes = b""
     expect: bytes = b""
-    regex: re.Pattern[bytes] | None = None
+    regex: _input.Pattern | None = None
     starttls: bool = False
 
     def wanted(self) -> str:
@@ -80,7 +80,7 @@ def script(send: bytes = b"", expect: bytes = b"") -> tuple[Step, ...]:
 
 
 def parse(sec: Section) -> TcpSpec:
-    host = sec.string("host")
+    host = _input.host(sec)
     port = sec.integer("port", low=1, high=65535)
     if sec.has("steps") and (sec.has("send") or sec.has("expect")):
         sec.error("steps", "give either steps or the send/expect shorthand, not both")
@@ -120,10 +120,9 @@ def _parse_steps(sec: Section) -> tuple[Step, ...]:
         elif not isinstance(value, str) or (not value and key != "send"):
             sec.error(where, f"{key}: must be a non-empty string, got {show(value)}")
         elif key == "expect_regex":
-            try:
-                steps.append(Step(regex=re.compile(value.encode())))
-            except re.error as exc:
-                sec.error(where, f"expect_regex: not a valid regular expression ({exc})")
+            regex = _input.pattern(sec, "expect_regex", value, where=where)
+            if regex is not None:
+                steps.append(Step(regex=regex))
         else:
             data = value.encode()
             steps.append(Step(send=data) if key == "send" else Step(expect=data))

@@ -46,13 +46,13 @@ Config keys:
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import ssl
 import time
 from dataclasses import dataclass
 from typing import Final
 
 from agent.fields import Section
+from checks import _input
 from checks._net import (
     Failed,
     close_writer,
@@ -83,9 +83,7 @@ class TlsSpec:
 
 
 def parse(sec: Section) -> TlsSpec:
-    host = sec.string("host")
-    if ":" in host and not _is_ip(host):
-        sec.error("host", "an IPv6 address goes without brackets, the port in `port`")
+    host = _input.host(sec)
     port = sec.integer("port", 443, low=1, high=65535)
     server_name = sec.optional_string("server_name")
     verify = sec.boolean("verify_tls", True)
@@ -233,9 +231,3 @@ def _ssl_detail(err: ssl.SSLError) -> str:
     return detail
 
 
-def _is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True

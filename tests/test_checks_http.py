@@ -11,7 +11,6 @@ import asyncio
 import base64
 import datetime as dt
 import json
-import re
 import secrets
 import ssl
 import time
@@ -27,6 +26,7 @@ from aiohttp import web
 from agent.fields import Section
 from checks import http
 from checks._httpjson import Condition
+from checks._input import compile_bytes
 from checks.base import ProbeContext, run_with_deadline
 from checks.http import HttpSpec
 from checks.result import CheckResult, ErrorKind
@@ -351,7 +351,7 @@ async def test_no_leaked_sockets(base: str, ctx: ProbeContext) -> None:
             results.append(await check(HttpSpec(f"{base}/huge", max_body=1000), ctx))
         for spec in (HttpSpec(f"{base}/ok", phase_timings=True),
                      HttpSpec(f"{base}/hang", phase_timings=True),
-                     HttpSpec(f"{base}/huge", regex=re.compile(rb"y"), max_body=4096),
+                     HttpSpec(f"{base}/huge", regex=compile_bytes(r"y"), max_body=4096),
                      HttpSpec(f"{base}/page", fingerprint=True),
                      HttpSpec(f"{base}/huge", keyword_absent="x")):
             results.append(await check(spec, ctx, timeout=0.2))
@@ -474,14 +474,14 @@ async def test_keyword_absent_found_stops_reading(base: str, ctx: ProbeContext) 
 
 
 async def test_regex(base: str, ctx: ProbeContext) -> None:
-    ok = await check(HttpSpec(f"{base}/ok", regex=re.compile(rb"<h1>Welcome to the \w+</h1>")),
+    ok = await check(HttpSpec(f"{base}/ok", regex=compile_bytes(r"<h1>Welcome to the \w+</h1>")),
                      ctx)
     assert ok.ok, ok.reason
-    result = await check(HttpSpec(f"{base}/ok", regex=re.compile(rb"<h2>.*</h2>")), ctx)
+    result = await check(HttpSpec(f"{base}/ok", regex=compile_bytes(r"<h2>.*</h2>")), ctx)
     assert result.error_kind is ErrorKind.ASSERTION
     assert result.reason == (
         f'regex "<h2>.*</h2>" does not match the whole body ({len(WELCOME)} bytes)')
-    capped = await check(HttpSpec(f"{base}/huge", regex=re.compile(rb"y"), max_body=4096), ctx)
+    capped = await check(HttpSpec(f"{base}/huge", regex=compile_bytes(r"y"), max_body=4096), ctx)
     assert capped.reason == 'regex "y" does not match the first 4 KiB'
 
 
@@ -640,7 +640,7 @@ async def test_no_certificate_days_over_plain_http(base: str, ctx: ProbeContext)
     assert "tls_cert_days_left" not in result.observations
 
 
-IGNORE = (re.compile(rb"csrf_token=\w+"), re.compile(rb'<span id="time">.*?</span>'))
+IGNORE = (compile_bytes(r"csrf_token=\w+"), compile_bytes(r'<span id="time">.*?</span>'))
 
 
 async def test_fingerprint(base: str, ctx: ProbeContext, shop: Shop) -> None:
@@ -708,8 +708,8 @@ def test_parse_every_key(tmp_path: Path) -> None:
         "https://shop.example/api", "POST", (("X-Probe", "1"),),
         frozenset({200, *range(300, 400)}), "Welcome", 2.0, True, str(tmp_path / "ca.pem"),
         False, 65536, b'{"ping": 1}', "application/json; charset=utf-8", "Fatal",
-        re.compile(rb"v\d+"), (Condition('$.status == "ok"', ("status",), "==", "ok"),),
-        "alice", PASSWORD, None, True, True, (re.compile(rb"csrf=\w+"),))
+        compile_bytes(r"v\d+"), (Condition('$.status == "ok"', ("status",), "==", "ok"),),
+        "alice", PASSWORD, None, True, True, (compile_bytes(r"csrf=\w+"),))
     assert parse({"expect_status": 204}, tmp_path)[0].expect_status == {204}
     assert parse({"expect_status": "2XX"}, tmp_path)[0].expect_status == set(range(200, 300))
     assert parse({"expect_status": ["200"]}, tmp_path)[0].expect_status == {200}
@@ -740,7 +740,8 @@ def test_parse_defaults(tmp_path: Path) -> None:
         ({"body": "x"}, "checks[0]: body: is not sent with method GET; use POST, PUT"),
         ({"content_type": "text/plain"}, "checks[0]: content_type: only used with body"),
         ({"headers": {"X-A": "1\r\nX-Evil: 2"}}, "checks[0]: headers: header 'X-A' must have"),
-        ({"regex": "(unclosed"}, "checks[0]: regex: not a valid regular expression (missing )"),
+        ({"regex": "(unclosed"},
+         "checks[0]: regex: not a regular expression RE2 accepts (missing )"),
         ({"fingerprint_ignore": ["x"]},
          "checks[0]: fingerprint_ignore: only used with fingerprint = true"),
         ({"username": "alice"}, "checks[0]: password: is required with username"),

@@ -7,7 +7,6 @@ hangs shows up as a failed assertion on a `timeout` result, not as a stuck test.
 from __future__ import annotations
 
 import asyncio
-import re
 import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -19,6 +18,7 @@ import pytest
 
 from agent.fields import Section
 from checks import tcp
+from checks._input import compile_bytes
 from checks._net import Tls
 from checks.base import ProbeContext, run_with_deadline
 from checks.result import CheckResult, ErrorKind
@@ -264,7 +264,7 @@ def gateway(seen: Seen, *, tls: ssl.SSLContext | None = None, approve: bytes = b
 
 
 SALE = (Step(expect=b"READY"), Step(send=b"AUTH term-7\r\n"), Step(expect=b"AUTH OK"),
-        Step(send=b"SALE 1.00\r\n"), Step(regex=re.compile(rb"APPROVED \d{4}")))
+        Step(send=b"SALE 1.00\r\n"), Step(regex=compile_bytes(r"APPROVED \d{4}")))
 
 
 async def test_script_in_steps(serve: Serve, ctx: ProbeContext, seen: Seen) -> None:
@@ -466,7 +466,7 @@ def test_parse_steps_and_tls(tmp_path: Path) -> None:
     assert errors == []
     assert spec == TcpSpec("gw.example.com", 7000,
                            (Step(expect=b"READY"), Step(send=b"STARTTLS\r\n"), Step(starttls=True),
-                            Step(regex=re.compile(rb"OK \d+"))),
+                            Step(regex=compile_bytes(r"OK \d+"))),
                            tls=Tls(False, str(tmp_path / "ca.pem"), True, "gw"))
 
 
@@ -492,7 +492,7 @@ def test_parse_steps_and_tls(tmp_path: Path) -> None:
         ({"host": "pos", "port": 1, "steps": [{"expect": ""}]},
          'checks[1]: steps[1]: expect: must be a non-empty string, got ""'),
         ({"host": "pos", "port": 1, "steps": [{"expect_regex": "APPROVED ("}]},
-         "checks[1]: steps[1]: expect_regex: not a valid regular expression (missing ), "),
+         "checks[1]: steps[1]: expect_regex: not a regular expression RE2 accepts (missing )"),
         ({"host": "pos", "port": 1, "steps": [{"starttls": False}]},
          "checks[1]: steps[1]: starttls: must be true, got false"),
         ({"host": "pos", "port": 1, "tls": True, "steps": [{"starttls": True}]},

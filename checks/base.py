@@ -18,12 +18,14 @@ import asyncio
 import dataclasses
 import ssl
 import time
+import traceback
 from collections.abc import Callable
 from typing import Any, Protocol
 
 import aiohttp
 import structlog
 
+from checks import redact
 from checks.result import CheckResult, ErrorKind
 
 log = structlog.get_logger(__name__)
@@ -95,8 +97,9 @@ async def run_with_deadline(probe: Probe, spec: Any, ctx: ProbeContext, timeout:
     """Run one probe under the scheduler's deadline; never raises (except cancellation).
 
     The one place where a deadline becomes a `timeout` result, where a probe bug
-    becomes an `internal` result instead of killing its check's task, and where a
-    result gets its `checked_at`: `clock()` (wall time) when the run ended.
+    becomes an `internal` result instead of killing its check's task, where a
+    result gets its `checked_at`: `clock()` (wall time) when the run ended, and where
+    every reason is cleaned of the secrets the probe sent (checks/redact.py).
     """
     started = time.perf_counter()
     try:
@@ -107,9 +110,12 @@ async def run_with_deadline(probe: Probe, spec: Any, ctx: ProbeContext, timeout:
         result = CheckResult.failure(ErrorKind.TIMEOUT,
                                      f"no complete answer within {timeout:g}s", took)
     except Exception as exc:  # a probe bug: keep the check alive and say so
-        log.exception("probe_crashed", probe=getattr(probe, "__module__", "?"))
+        # The stack, not exc_info: an exception's text may quote a target's answer.
+        log.error("probe_crashed", probe=getattr(probe, "__module__", "?"),
+                  stack=redact.for_spec(spec).text(traceback.format_exc()))
         result = CheckResult.failure(
             ErrorKind.INTERNAL, f"onwatch bug in the probe: {type(exc).__name__}: {exc}",
             time.perf_counter() - started,
         )
-    return dataclasses.replace(result, checked_at=clock())
+    # The one boundary every reason crosses: secrets a target echoed back stop here.
+    return redact.result(spec, dataclasses.replace(result, checked_at=clock()))

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ from agent import (
     config_contacts,
     config_detect,
     config_escalation,
+    config_guard,
     config_intake,
     config_notify,
     config_service,
@@ -48,7 +48,6 @@ from checks.registry import KINDS
 
 DEFAULT_LISTEN = "127.0.0.1:9847"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-_TOML_AT = re.compile(r"\s*\(at (?:line (\d+), column (\d+)|end of document)\)$")
 
 
 class ConfigError(Exception):
@@ -147,25 +146,10 @@ def load(path: str | Path) -> Config:
         line = exc.object.count(b"\n", 0, exc.start) + 1
         raise ConfigError(path, [f"config: line {line}: not UTF-8 text"]) from None
     try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(path, [_syntax_problem(str(exc), text)]) from None
+        raw = config_guard.parse_toml(text)
+    except config_guard.TomlProblem as exc:
+        raise ConfigError(path, [str(exc)]) from None
     return parse(raw, path)
-
-
-def _syntax_problem(message: str, text: str) -> str:
-    """`config: line 3, column 9: TOML syntax error: ...`, also for "at end of document".
-
-    The offending line itself is not quoted: it may hold a secret.
-    """
-    m = _TOML_AT.search(message)
-    if m is None:
-        return f"config: TOML syntax error: {message}"
-    what = message[:m.start()]
-    if m.group(1):
-        return f"config: line {m.group(1)}, column {m.group(2)}: TOML syntax error: {what}"
-    last = len(text.rstrip("\n").splitlines()) or 1
-    return f"config: line {last} (end of file): TOML syntax error: {what}"
 
 
 def parse(raw: Mapping[str, Any], path: Path) -> Config:
@@ -187,6 +171,8 @@ def parse(raw: Mapping[str, Any], path: Path) -> Config:
     status = config_status.parse(_table(root, "status"), checks)
     defaults.finish()
     root.finish()
+    config_guard.nothing_watched(raw, checks, errors)
+    config_guard.pages_nobody(checks, errors, lambda i, c: f"checks[{i}] {show(c.name)}")
     if errors:
         raise ConfigError(path, errors)
     policy = defaults.raw.get("policy")  # validated with the other defaults

@@ -46,6 +46,8 @@ async def agent(tmp_path: Path) -> AsyncIterator[Agent]:
     (tmp_path / "export.token").write_text(FILE_TOKEN + "\n")
     raw = {
         "agent": {"state_dir": str(tmp_path / "state")},
+        "contacts": [{"name": "ops", "urls": ["json://127.0.0.1:9/ops"]}],
+        "defaults": {"contacts": ["ops"]},
         "checks": [
             {"name": "backup", "type": "heartbeat", "period": "24h", "grace": "1h",
              "token": TOKEN},

@@ -39,11 +39,18 @@ def test_run_with_broken_config_exits_2_before_touching_state(tmp_path: Path) ->
     assert not (tmp_path / "state").exists()
 
 
+#: The least a config needs: something to watch and somebody to tell.
+WATCH = ('[[contacts]]\nname = "ops"\nurls = ["json://127.0.0.1:9/ops"]\n'
+         '[[checks]]\nname = "pos"\ntype = "tcp"\nhost = "127.0.0.1"\nport = 9\n'
+         'contacts = ["ops"]\n')
+
+
 def test_run_with_unwritable_state_dir_names_it(tmp_path: Path) -> None:
     blocker = tmp_path / "blocker"
     blocker.write_text("a file where a directory should be")
     cfg = tmp_path / "c.toml"
-    cfg.write_text(f'[agent]\nstate_dir = "{blocker / "state"}"\nlisten = "127.0.0.1:0"\n')
+    cfg.write_text(f'[agent]\nstate_dir = "{blocker / "state"}"\nlisten = "127.0.0.1:0"\n'
+                   + WATCH)
     res = onwatch("run", "--config", str(cfg))
     assert res.returncode == 2
     assert f"state directory {blocker / 'state'} cannot be used" in res.stderr
@@ -57,7 +64,8 @@ def test_run_with_address_in_use_names_it(tmp_path: Path) -> None:
         s.listen()
         port = s.getsockname()[1]
         cfg = tmp_path / "c.toml"
-        cfg.write_text(f'[agent]\nstate_dir = "{tmp_path / "st"}"\nlisten = "127.0.0.1:{port}"\n')
+        cfg.write_text(f'[agent]\nstate_dir = "{tmp_path / "st"}"\nlisten = "127.0.0.1:{port}"\n'
+                       + WATCH)
         res = onwatch("run", "--config", str(cfg))
     assert res.returncode == 2
     assert f"cannot listen on 127.0.0.1:{port}" in res.stderr
@@ -65,7 +73,7 @@ def test_run_with_address_in_use_names_it(tmp_path: Path) -> None:
 
 def test_incidents_before_first_run_says_what_to_do(tmp_path: Path) -> None:
     cfg = tmp_path / "c.toml"
-    cfg.write_text(f'[agent]\nstate_dir = "{tmp_path / "st"}"\n')
+    cfg.write_text(f'[agent]\nstate_dir = "{tmp_path / "st"}"\n' + WATCH)
     res = onwatch("incidents", "--config", str(cfg))
     assert res.returncode == 1
     assert "has `onwatch run` been started" in res.stderr

@@ -142,9 +142,14 @@ def test_file_that_is_not_utf8(tmp_path: Path) -> None:
     assert problems_of(path) == ["config: line 3: not UTF-8 text"]
 
 
+MINIMAL = ('[[contacts]]\nname = "ops"\nurls = ["json://127.0.0.1:9/ops"]\n'
+           '[[checks]]\nname = "pos"\ntype = "tcp"\nhost = "127.0.0.1"\nport = 9\n'
+           'contacts = ["ops"]\n')
+
+
 def test_byte_order_mark_is_accepted(tmp_path: Path) -> None:
     path = tmp_path / "bom.toml"
-    path.write_bytes(b'\xef\xbb\xbf[agent]\nlog_level = "warning"\n')
+    path.write_bytes(b'\xef\xbb\xbf[agent]\nlog_level = "warning"\n' + MINIMAL.encode())
     assert load(path).agent.log_level == "warning"
 
 
@@ -232,14 +237,14 @@ def test_valid_config_is_frozen(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_built_in_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STATE_DIRECTORY", "/var/lib/onwatch-test:/var/lib/other")
     path = tmp_path / "minimal.toml"
-    path.write_text('[[checks]]\nname = "pos"\ntype = "tcp"\nhost = "127.0.0.1"\nport = 9\n')
+    path.write_text(MINIMAL)
     cfg = load(path)
     assert cfg.agent.state_dir == Path("/var/lib/onwatch-test")
     assert (cfg.agent.listen_host, cfg.agent.listen_port) == ("127.0.0.1", 9847)
     assert cfg.agent.public_url is None
     [pos] = cfg.checks
     assert (pos.interval, pos.timeout, pos.recheck_interval) == (60.0, 10.0, 2.0)
-    assert (pos.confirm, pos.recover, pos.severity, pos.contacts) == (4, 2, "high", ())
+    assert (pos.confirm, pos.recover, pos.severity, pos.contacts) == (4, 2, "high", ("ops",))
 
 
 def test_example_config_validates(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -113,12 +113,17 @@ async def test_sigterm_with_a_probe_hanging_exits_0_within_seconds(tmp_path: Pat
 state_dir = "{tmp_path / 'state'}"
 listen = "127.0.0.1:0"
 
+[[contacts]]
+name = "ops"
+urls = ["json://127.0.0.1:9/ops"]
+
 [[checks]]
 name = "slow"
 type = "http"
 url = "http://127.0.0.1:{port}/"
 interval = "60s"
 timeout = "50s"
+contacts = ["ops"]
 """, tmp_path)
     try:
         await asyncio.wait_for(connected.wait(), 10)

@@ -115,7 +115,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def _store(args: argparse.Namespace) -> Store | int:
     """The store of the config in `args`, read-only; or the exit code of the problem."""
-    from agent.store.sqlite import Store, StoreError
+    from agent.store.sqlite import Store, StoreDamaged, StoreError
 
     cfg = _load(args.config)
     if cfg is None:
@@ -124,7 +124,7 @@ def _store(args: argparse.Namespace) -> Store | int:
         return Store.open(cfg.agent.state_dir, readonly=True)
     except StoreError as exc:
         print(f"onwatch: {exc}", file=sys.stderr)
-        return EXIT_FAIL
+        return EXIT_CONFIG if isinstance(exc, StoreDamaged) else EXIT_FAIL
 
 
 def _ts(ts: float | None) -> str:
@@ -340,8 +340,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser(COMMANDS).parse_args(argv)
     args.config = (args.config_opt or getattr(args, "config_pos", None)
                    or os.environ.get("ONWATCH_CONFIG") or DEFAULT_CONFIG)
-    code: int = args.func(args)
+    try:
+        code: int = args.func(args)
+    except sqlite3.DatabaseError as exc:  # damage found past opening (a broken page)
+        return _damaged(args, exc)
     return code
+
+
+def _damaged(args: argparse.Namespace, exc: sqlite3.DatabaseError) -> int:
+    from agent.store.sqlite import damaged, is_damage
+
+    if not is_damage(exc):
+        raise exc
+    cfg = _load(args.config)
+    path = cfg.agent.state_dir / "onwatch.db" if cfg else Path("onwatch.db")
+    print(f"onwatch: {damaged(path, exc)}", file=sys.stderr)
+    return EXIT_CONFIG
 
 
 if __name__ == "__main__":

@@ -108,6 +108,25 @@ class StoreError(Exception):
     """The state directory or database cannot be used; the message names it."""
 
 
+def is_damage(exc: sqlite3.Error) -> bool:
+    """True when SQLite says the file itself is broken (not locked, not unreadable)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB) or any(
+        w in str(exc) for w in ("malformed", "not a database", "corrupt"))
+
+
+class StoreDamaged(StoreError):
+    """The database file is broken; nothing the agent can fix by itself."""
+
+
+def damaged(path: Path, exc: sqlite3.Error) -> StoreDamaged:
+    """What to say about a damaged store: where it is, and the two ways out."""
+    return StoreDamaged(
+        f"the store at {path} is damaged ({exc}). Stop onwatch, then restore the file from "
+        f"a backup, or move it aside to start with an empty store: mv {path} "
+        f"{path}.damaged (and its -wal and -shm files, if any)")
+
+
 class Store:
     def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
         self._db = conn
@@ -131,6 +150,8 @@ class Store:
                 conn.execute("PRAGMA foreign_keys=ON")
                 migrations.prepare(conn, path, _SCHEMA)
             conn.execute("PRAGMA busy_timeout=5000")
+            # Read-only opening reads nothing: make a file that is no database say so now.
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
             conn.row_factory = sqlite3.Row
         except OSError as exc:
             raise StoreError(f"state directory {state_dir} cannot be used: "
@@ -139,6 +160,8 @@ class Store:
         except migrations.NewerStore as exc:
             raise StoreError(str(exc)) from None
         except sqlite3.Error as exc:
+            if is_damage(exc):
+                raise damaged(path, exc) from None
             raise StoreError(f"database {path} cannot be {'read' if readonly else 'written'}: "
                              f"{exc}; check the permissions of {state_dir}") from None
         return cls(conn, path)

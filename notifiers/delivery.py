@@ -27,7 +27,7 @@ logging.getLogger("apprise").setLevel(logging.WARNING)
 _HTTP_ERROR = re.compile(r"error=(\d{3})")
 
 
-def _instantiate(url: str) -> object | None:
+def _instantiate(url: str) -> apprise.NotifyBase | None:
     return apprise.Apprise.instantiate(url, suppress_exceptions=True)
 
 
@@ -50,7 +50,7 @@ def redact(url: str) -> str:
     plugin = _instantiate(url)
     if plugin is None:
         return (urlsplit(url).scheme or "invalid") + "://***"
-    return str(plugin.url(privacy=True))  # type: ignore[attr-defined]
+    return str(plugin.url(privacy=True))  # type: ignore[no-untyped-call]
 
 
 async def deliver(urls: Sequence[str], msg: Message, *, fallback: bool = True,
@@ -83,9 +83,11 @@ def redact_short(url: str) -> str:
 
 async def _deliver_one(url: str, title: str, body: str, timeout: float) -> ChannelResult:
     kind, shown = kind_of(url), redact_short(url)
+    plugin = _instantiate(url)
     ap = apprise.Apprise()
-    if not ap.add(url):
+    if plugin is None or not ap.add(plugin):
         return ChannelResult(shown, kind, False, "invalid URL", 0.0, permanent=True)
+    _honour_timeout(plugin, timeout)
     result = await ap.async_notify(body=body, title=title, timeout=timeout)
     services = list(getattr(result, "results", ()))
     if not services:
@@ -109,6 +111,17 @@ async def _deliver_one(url: str, title: str, body: str, timeout: float) -> Chann
     channel = (svc.url or shown).split("?", 1)[0]
     return ChannelResult(channel, kind, bool(svc), detail, float(svc.elapsed), permanent,
                          network)
+
+
+def _honour_timeout(plugin: object, timeout: float) -> None:
+    """Make `send_timeout` the socket timeouts too: Apprise's own are 4 s each
+    (what a URL's `cto`/`rto` arguments set), which cut a slower service off at 4 s
+    whatever the configured timeout, failed it, and invited a duplicate.
+    A URL that sets `cto` or `rto` itself keeps its choice."""
+    for attr in ("socket_connect_timeout", "socket_read_timeout"):
+        default = getattr(type(plugin), attr, None)
+        if isinstance(default, float) and getattr(plugin, attr, None) == default:
+            setattr(plugin, attr, float(timeout))
 
 
 def _http_status(svc: object) -> int | None:

@@ -169,6 +169,12 @@ state_dir = "{tmp_path / 'st'}"
 name = "alice"
 urls = ["json://bob:hunter2-canary@127.0.0.1:{rx.port}/good",
         "json://127.0.0.1:{rx.port}/bad"]
+[[checks]]
+name = "pos"
+type = "tcp"
+host = "127.0.0.1"
+port = 9
+contacts = ["alice"]
 """)
     try:
         res = await asyncio.to_thread(onwatch, "test-notify", "alice", "--config", str(cfg))

@@ -19,8 +19,8 @@ from urllib.parse import quote
 import pytest
 
 from agent.config import load
-from checks.registry import KINDS
 from checks.base import ProbeContext, run_with_deadline
+from checks.registry import KINDS
 from checks.result import CheckResult
 
 TOKEN = "Zq9-secret-TOKEN-4711xyz"

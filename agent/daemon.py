@@ -1,11 +1,12 @@
 """`onwatch run`: start everything, serve until SIGTERM/SIGINT, drain, exit 0.
 
-Order matters: the store is opened first (a state directory that cannot be
-written stops the start with its path named), then state is restored from
-it, then the web server binds (an address in use is named), and only then
-do checks start. On a signal the scheduler stops starting probes, probes and
-deliveries in flight get a bounded grace period, and whatever was cut off
-stays due in the outbox for the next start.
+Order matters: the state directory's lock is taken first (one agent per store;
+a second one stops naming the PID that holds it), then the store is opened (a
+state directory that cannot be written stops the start with its path named),
+then state is restored from it, then the web server binds (an address in use
+is named), and only then do checks start. On a signal the scheduler stops
+starting probes, probes and deliveries in flight get a bounded grace period,
+and whatever was cut off stays due in the outbox for the next start.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from agent.pages import apps
 from agent.pages.apps import StatusService
 from agent.runner import Runner
 from agent.scheduler import Scheduler
+from agent.store.lock import LockHeld, StateLock
 from agent.store.sqlite import Store, StoreError
 from agent.storm import StormPolicy
 from checks.base import ProbeContext
@@ -43,7 +45,22 @@ class StartError(Exception):
 
 async def serve(config: Config, *, stop: asyncio.Event | None = None,
                 reload_from: Path | None = None) -> None:
-    stop = stop or asyncio.Event()
+    """Run the agent; first of all take the state directory's lock (agent/store/lock.py)."""
+    try:
+        lock = StateLock.acquire(config.agent.state_dir)
+    except LockHeld as exc:
+        raise StartError(str(exc)) from None
+    except OSError as exc:
+        raise StartError(f"state directory {config.agent.state_dir} cannot be used: "
+                         f"{exc.strerror or exc}; set [agent] state_dir to a writable "
+                         "directory") from None
+    try:
+        await _serve(config, stop or asyncio.Event(), reload_from)
+    finally:
+        lock.release()
+
+
+async def _serve(config: Config, stop: asyncio.Event, reload_from: Path | None) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)

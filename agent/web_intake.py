@@ -21,7 +21,6 @@ Alertmanager retries; what was applied before it is then a duplicate.
 
 from __future__ import annotations
 
-import hmac
 import json
 from collections import Counter
 from typing import Any
@@ -29,7 +28,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from agent import intake
+from agent import intake, webguard
 from agent.config_intake import IntakeConfig
 from agent.engine import Engine
 
@@ -68,7 +67,7 @@ def _authorized(request: web.Request, cfg: IntakeConfig) -> bool:
         scheme, _, given = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer":
             given = ""
-    return hmac.compare_digest(given.strip().encode(), expected)
+    return webguard.same_secret(given.strip(), expected.decode())
 
 
 async def _payload(request: web.Request, source: str, cfg: IntakeConfig
@@ -86,9 +85,16 @@ async def _payload(request: web.Request, source: str, cfg: IntakeConfig
             return _refuse(request, source, "too_large", 413, too_big)
         chunks.append(chunk)
     try:
-        return json.loads(b"".join(chunks))
+        doc = json.loads(b"".join(chunks))
     except (ValueError, UnicodeDecodeError) as exc:
         return _refuse(request, source, "malformed", 400, f"the body is not JSON: {exc}")
+    except RecursionError:
+        return _refuse(request, source, "malformed", 400,
+                       f"the body is nested more than {webguard.MAX_DEPTH} levels deep")
+    problem = webguard.unstorable(doc)
+    if problem:
+        return _refuse(request, source, "malformed", 400, problem)
+    return doc
 
 
 async def _intake(request: web.Request, source: str) -> tuple[IntakeConfig, Any] | web.Response:

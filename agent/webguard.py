@@ -109,13 +109,13 @@ async def json_body(request: web.Request) -> dict[str, Any]:
                           f"{MAX_DEPTH} levels deep)") from None
     if not isinstance(body, dict):
         raise bad_request("the body must be a JSON object")
-    problem = _unstorable(body)
+    problem = unstorable(body)
     if problem:
         raise bad_request(problem)
     return body
 
 
-def _unstorable(doc: Any) -> str | None:
+def unstorable(doc: Any) -> str | None:
     """Why `doc` cannot be kept as it is, or None. Iterative: depth is what it measures."""
     todo: list[tuple[Any, int]] = [(doc, 1)]
     while todo:

@@ -79,6 +79,16 @@ api_token = "{TOKEN}"
 name = "alice"
 urls = ["json://127.0.0.1:{dead}/alice"]
 
+[[policies]]
+name = "p"
+[[policies.steps]]
+notify = ["alice"]
+
+[intake]
+policy = "p"
+[[intake.webhooks]]
+name = "backups"
+
 [[checks]]
 name = "pos"
 type = "tcp"
@@ -166,7 +176,8 @@ def test_huge_ids_are_404_json(agent: Agent) -> None:
 
 
 def test_deeply_nested_json_is_400(agent: Agent) -> None:
-    for path in (b"/api/v1/incidents", b"/api/v1/incidents/1/ack", b"/api/v1/maintenance"):
+    for path in (b"/api/v1/incidents", b"/api/v1/incidents/1/ack", b"/api/v1/maintenance",
+                 b"/api/v1/intake/alertmanager", b"/api/v1/intake/webhook/backups"):
         for body in (NESTED, DEEP_OBJECT):
             ans = agent.request(b"POST", path, AUTH, body)
             assert ans.status == 400, (path, ans.status, ans.body[:200])
@@ -179,6 +190,12 @@ def test_strings_that_cannot_be_stored_are_400(agent: Agent) -> None:
                  b'{"title": "x", "reason": "\\u0000\\ud83d"}'):
         ans = agent.request(b"POST", b"/api/v1/incidents", AUTH, body)
         assert ans.status == 400, (body, ans.status, ans.body[:200])
+    for path in (b"/api/v1/intake/webhook/backups", b"/api/v1/intake/alertmanager"):
+        ans = agent.request(b"POST", path, AUTH, b'{"title": "\\ud800", "status": "firing", '
+                            b'"alerts": [{"labels": {"alertname": "\\udfff"}}]}')
+        assert ans.status == 400, (path, ans.status, ans.body[:200])
+        ans = agent.request(b"POST", path + b"/%ED%A0%80-not-a-token", [], b"{}")
+        assert ans.status in (401, 404), (path, ans.status, ans.body[:200])
     ans = agent.request(b"POST", b"/api/v1/maintenance", AUTH,
                         b'{"checks": ["pos"], "for": "' + b"9" * 400 + b'd"}')
     assert ans.status == 400, ans.body[:200]
@@ -214,6 +231,9 @@ IDS = st.one_of(st.integers(-(2**70), 2**70).map(lambda n: str(n).encode()),
                 st.binary(max_size=12).map(lambda b: b.hex().encode()), st.just(HUGE))
 PATHS = st.one_of(
     st.just(b"/api/v1/incidents"), st.just(b"/api/v1/maintenance"),
+    st.sampled_from([b"/api/v1/intake/alertmanager", b"/api/v1/intake/webhook/backups",
+                     b"/api/v1/intake/webhook/none"]),
+    st.binary(max_size=24).map(lambda b: b"/api/v1/intake/alertmanager/" + b.hex().encode()),
     IDS.map(lambda i: b"/api/v1/incidents/" + i),
     st.tuples(IDS, st.sampled_from([b"ack", b"resolve", b"notes", b"x"])).map(
         lambda t: b"/api/v1/incidents/" + t[0] + b"/" + t[1]),
@@ -232,7 +252,8 @@ JSON = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**80), 2**80) | st.floats() | st.text(max_size=30),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
         st.sampled_from(["title", "by", "via", "text", "cause", "fix", "severity", "policy",
-                         "checks", "tags", "for", "reason", "message"]) | st.text(max_size=5),
+                         "checks", "tags", "for", "reason", "message", "status", "alerts",
+                         "labels", "key", "starts_at", "fingerprint"]) | st.text(max_size=5),
         inner, max_size=5),
     max_leaves=12)
 BODIES = st.one_of(

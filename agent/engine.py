@@ -71,6 +71,9 @@ class Engine(PreventionActions):
         #: Called inside the transaction of every incident change with (incident, the
         #: event notified or None, now): the status page's notices are stored with it.
         self.hooks: list[Callable[[Incident, Change | None, float], None]] = []
+        #: Called with an incident a person resolved (API, CLI): detection forgets
+        #: what it knew about that check's outage (see Runner.forget_outage).
+        self.on_resolved_by_hand: Callable[[Incident], None] | None = None
 
     # -- lookups ---------------------------------------------------------------
 
@@ -244,7 +247,10 @@ class Engine(PreventionActions):
         note = f"resolved by {by}. Cause: {cause or 'not given'}. Fix: {fix or 'not given'}"
         tr = incidents.resolve(inc, now=self.clock(), actor=by, note=note, cause=cause, fix=fix)
         assert tr is not None  # open incidents always resolve
-        return self.apply(tr)
+        done = self.apply(tr)
+        if self.on_resolved_by_hand is not None and by != "onwatch":
+            self.on_resolved_by_hand(done)
+        return done
 
     def note(self, incident_id: int, *, by: str, text: str) -> None:
         inc = self.store.incident(incident_id)

@@ -79,13 +79,16 @@ def on_signal(current: Incident | None, signal: Signal, *, severity: Severity, t
               now: float, new_id: int, reopen_window: float = 0.0) -> Transition | None:
     """What `signal` does to the check's latest incident (`current`), or None for nothing.
 
-    A failure soon after a resolution (within `reopen_window`) reopens the same
+    A failure soon after a recovery (within `reopen_window`) reopens the same
     incident rather than paging a new one: a fix that did not hold is one story.
+    An incident a person resolved stays closed: they said that story ended, so a
+    failure after it is a new incident (and pages as one).
     """
     if signal.kind is Health.DOWN:
         if current is not None and current.is_open:
             return None  # dedupe: one open incident per check
         if (current is not None and current.resolved_at is not None
+                and current.resolved_by == "onwatch"
                 and now - current.resolved_at <= reopen_window):
             return reopen(current, signal, now=now)
         title = f"{signal.check} is down"

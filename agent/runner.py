@@ -16,6 +16,7 @@ whether the check is up.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 
@@ -24,7 +25,7 @@ import structlog
 from agent.config import CheckConfig, Config
 from agent.detect import pipeline
 from agent.detect.maintenance import active_window
-from agent.detect.outage import Health
+from agent.detect.outage import Health, OutageState
 from agent.detect.pipeline import CheckState, Params
 from agent.engine import Engine
 from agent.incidents import Incident
@@ -53,6 +54,7 @@ class Runner:
             c.name: (c, params_for(c)) for c in config.checks}
         self._cm: dict[str, CheckMetrics] = {c.name: metrics.for_check(c.name)
                                              for c in config.checks}
+        engine.on_resolved_by_hand = self.forget_outage
 
     def restore(self) -> None:
         """Checks whose outage incident is open are known to be down; orphans are closed."""
@@ -113,6 +115,23 @@ class Runner:
         for signal in step.signals:
             self.engine.on_check_signal(check, signal)
         return step.recheck
+
+    def forget_outage(self, inc: Incident) -> None:
+        """A person resolved `inc` while its check may still fail: the check is unknown.
+
+        Detection would otherwise stay "down" with nothing open, so the failing
+        target would page nobody until it recovered and failed again. Unknown, its
+        next confirmed failure opens a new incident within the usual confirm time;
+        /healthz and `onwatch_check_up` (absent while unknown) say the same.
+        """
+        st = self._states.get(inc.check or "")
+        if st is None or not inc.kind.marks_down or st.outage.health is Health.UP:
+            return
+        st.outage, st.held = OutageState(), None
+        with contextlib.suppress(KeyError):  # absent while unknown, as at start
+            self.metrics.check_up.remove(inc.check)
+        log.info("check_state_forgotten", check=inc.check, incident=inc.id,
+                 why="resolved by hand while not known to be up")
 
     def _params_of(self, check: CheckConfig) -> Params:
         cached = self._params.get(check.name)

@@ -238,7 +238,9 @@ async def test_cli_ack_note_resolve_and_declare(tmp_path: Path) -> None:
         assert res.returncode == 0, res.stderr
         res = await agent.cli("declare", "--title", "Suspected breach", "--severity", "critical",
                               "--policy", "chain")
-        assert res.returncode == 0 and "declared incident #2" in res.stdout, res.stderr
+        # #2 or #3: pos still fails after its manual resolve, so it may have a new one.
+        assert res.returncode == 0 and re.search(r"declared incident #[23] ", res.stdout), \
+            res.stderr
         await wait_for(lambda: _count(receiver, "alice", 3), 10, "the declared incident's page")
         res = await agent.cli("show", "1")
         assert "acknowledged by bob via cli" in res.stdout

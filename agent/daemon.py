@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import signal
-import time
 from pathlib import Path
 
 import structlog
@@ -29,6 +28,7 @@ from agent.pages import apps
 from agent.pages.apps import StatusService
 from agent.runner import Runner
 from agent.scheduler import Scheduler
+from agent.steadyclock import SteadyClock
 from agent.store.lock import LockHeld, StateLock
 from agent.store.sqlite import Store, StoreError
 from agent.storm import StormPolicy
@@ -37,6 +37,8 @@ from checks.base import ProbeContext
 log = structlog.get_logger(__name__)
 
 DRAIN_GRACE = 3.0
+#: How often the agent compares its clock with the wall clock (to log a step).
+CLOCK_LOOK_S = 10.0
 
 
 class StartError(Exception):
@@ -66,11 +68,13 @@ async def _serve(config: Config, stop: asyncio.Event, reload_from: Path | None) 
         loop.add_signal_handler(sig, stop.set)
     store, link_key, api_token = _open_state(config)
     metrics = Metrics()
-    engine = Engine(config, store, metrics, link_key, time.time)
-    runner = Runner(config, engine, metrics, time.time)
+    # Every timer waits on elapsed time: a wall-clock step neither fires nor stalls them.
+    clock = SteadyClock()
+    engine = Engine(config, store, metrics, link_key, clock)
+    runner = Runner(config, engine, metrics, clock)
     runner.restore()
-    ctx = ProbeContext()
-    status = StatusService(config, runner, link_key, time.time)
+    ctx = ProbeContext(clock)
+    status = StatusService(config, runner, link_key, clock)
     app = web.build_app(runner, api_token, ctx)
     apps.add_private(app, status.site)
     try:
@@ -85,14 +89,15 @@ async def _serve(config: Config, stop: asyncio.Event, reload_from: Path | None) 
     # Where `onwatch ack|resolve|note|declare` find this agent (listen may say port 0).
     (config.agent.state_dir / "agent.addr").write_text(address + "\n")
     scheduler = Scheduler(config.checks, ctx, status.wrap(runner.on_result),
-                          max_concurrency=config.agent.max_concurrency)
-    dispatcher = _dispatcher(config, store, metrics, engine)
+                          max_concurrency=config.agent.max_concurrency, clock=clock)
+    dispatcher = _dispatcher(config, store, metrics, engine, clock)
     dispatcher.start()
     status.start()
     engine_task = asyncio.create_task(engine.run(), name="engine")
     scheduler.start()
     await asyncio.sleep(0)  # the first pass: every check task has its first due time
     side_tasks = service.start_tasks(config, scheduler, store, metrics.registry)
+    side_tasks.append(asyncio.create_task(_clock_watch(clock), name="clock-watch"))
     reloader = reload.Reloader(config, reload_from, metrics.registry,
                                reload.applier(engine, runner, dispatcher, scheduler))
     loop.add_signal_handler(signal.SIGHUP, reloader.request)
@@ -145,9 +150,10 @@ def _open_state(config: Config) -> tuple[Store, bytes, str]:
     return store, link_key, api_token
 
 
-def _dispatcher(config: Config, store: Store, metrics: Metrics, engine: Engine) -> Dispatcher:
+def _dispatcher(config: Config, store: Store, metrics: Metrics, engine: Engine,
+                clock: SteadyClock) -> Dispatcher:
     d = config.delivery
-    return Dispatcher(store, config.contacts, metrics, engine.outbox_wakeup, time.time,
+    return Dispatcher(store, config.contacts, metrics, engine.outbox_wakeup, clock,
                       policy=d, on_unreachable=engine.unreachable,
                       storm=StormPolicy(d.storm_threshold, d.storm_window, d.storm_interval))
 
@@ -169,3 +175,10 @@ async def _public(config: Config, runner: Runner, ctx: ProbeContext, status: Sta
     # Where tests and scripts find the public listener (public_listen may say port 0).
     (config.agent.state_dir / "public.addr").write_text(address + "\n")
     return public, address
+
+
+async def _clock_watch(clock: SteadyClock) -> None:
+    """Look for wall-clock steps now and then, so that a step is logged when it happens."""
+    while True:
+        clock.check_step()
+        await asyncio.sleep(CLOCK_LOOK_S)

@@ -56,8 +56,10 @@ def next_due(now: float, due: float, check: CheckConfig, offset: float, recheck:
 
 class Scheduler:
     def __init__(self, checks: Sequence[CheckConfig], ctx: ProbeContext, on_result: ResultHandler,
-                 *, max_concurrency: int) -> None:
+                 *, max_concurrency: int, clock: Callable[[], float] = time.time) -> None:
         self._checks = checks
+        #: Stamps results (`checked_at`); the schedule itself runs on the loop's clock.
+        self._clock = clock
         self._ctx = ctx
         self._on_result = on_result
         self._sem = asyncio.Semaphore(max_concurrency)
@@ -130,7 +132,7 @@ class Scheduler:
             async with self._sem:
                 lateness = max(0.0, loop.time() - due)
                 result = await run_with_deadline(kind.probe, check.spec, self._ctx, check.timeout,
-                                                clock=time.time)
+                                                clock=self._clock)
             try:
                 recheck = self._on_result(check, result, lateness)
             except Exception:  # a bug in the handler must not stop this check forever

@@ -85,7 +85,8 @@ async def heartbeat_handler(request: web.Request) -> web.Response:
     if not heartbeat.authorized(check.spec, token):
         log.warning("heartbeat_refused", check=name, token_given=token is not None)
         return web.json_response({"error": "wrong or missing token"}, status=403)
-    request.app[CTX_KEY].heartbeats[name] = time.time()
+    ctx = request.app[CTX_KEY]
+    ctx.heartbeats[name] = ctx.clock()
     log.info("heartbeat_received", check=name)
     return web.json_response({"ok": True, "check": name})
 

@@ -41,7 +41,10 @@ class ProbeContext:
     connection still answers).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        #: The agent's clock (agent/steadyclock.py in the daemon): what a heartbeat's
+        #: deadline is measured with, so that a wall-clock step does not fake a miss.
+        self.clock = clock
         self._session: aiohttp.ClientSession | None = None
         self._ssl_contexts: dict[str | None, ssl.SSLContext] = {}
         #: Push checks (heartbeat): check name -> unix time of the last accepted ping,

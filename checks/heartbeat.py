@@ -34,7 +34,6 @@ Observations: heartbeat_age_s (seconds since the last ping), once there was one.
 from __future__ import annotations
 
 import datetime as dt
-import time
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -95,7 +94,7 @@ def authorized(spec: HeartbeatSpec, token: str | None) -> bool:
 async def probe(spec: HeartbeatSpec, ctx: ProbeContext) -> CheckResult:
     """Judges the last ping the web handler recorded; no I/O. The first run notes in
     `ctx.heartbeat_watch_since` when onwatch began watching (see the module docstring)."""
-    now = time.time()
+    now = ctx.clock()
     since = ctx.heartbeat_watch_since.setdefault(spec.name, now)
     ok, reason, observations = verdict(ctx.heartbeats.get(spec.name), since, now,
                                        spec.period, spec.grace)

@@ -91,6 +91,8 @@ async def _serve(config: Config, stop: asyncio.Event, reload_from: Path | None) 
     scheduler = Scheduler(config.checks, ctx, status.wrap(runner.on_result),
                           max_concurrency=config.agent.max_concurrency, clock=clock)
     dispatcher = _dispatcher(config, store, metrics, engine, clock)
+    # Pages the store cannot take go out from memory (agent/pending.py).
+    dispatcher.pending, engine.deliver_unstored = engine.pending, dispatcher.deliver_unstored
     dispatcher.start()
     status.start()
     engine_task = asyncio.create_task(engine.run(), name="engine")

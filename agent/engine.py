@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -34,6 +35,7 @@ from agent.escalation import EscalationState, Page
 from agent.incidents import Incident, State, TimelineEntry, Transition
 from agent.intake import AlertEvent
 from agent.metrics import Metrics
+from agent.pending import RETRY_S, PendingWrites
 from agent.policy import EscalationStep, Policy, Route
 from agent.store.records import OutboxMessage
 from agent.store.sqlite import Store
@@ -71,9 +73,11 @@ class Engine(PreventionActions):
         #: Called inside the transaction of every incident change with (incident, the
         #: event notified or None, now): the status page's notices are stored with it.
         self.hooks: list[Callable[[Incident, Change | None, float], None]] = []
-        #: Called with an incident a person resolved (API, CLI): detection forgets
-        #: what it knew about that check's outage (see Runner.forget_outage).
+        #: Told of an incident a person resolved (Runner.forget_outage).
         self.on_resolved_by_hand: Callable[[Incident], None] | None = None
+        #: Writes the store refused, and who sends their pages meanwhile (the outbox).
+        self.pending = PendingWrites(metrics.store_errors.inc)
+        self.deliver_unstored: Callable[[list[OutboxMessage]], None] | None = None
 
     # -- lookups ---------------------------------------------------------------
 
@@ -150,7 +154,7 @@ class Engine(PreventionActions):
         policy = self.config.escalation.policies.get(
             self.policy_name_for(check, check.severity))
         ctx = triage.Context(check.name, check.severity, KINDS[check.type].target(check.spec),
-                             now, self.store.next_incident_id(),
+                             now, self.next_id(),
                              policy.reopen_window if policy else 0.0)
         tr = triage.decide(signal, current, latest, ctx)
         if tr is None:
@@ -268,7 +272,7 @@ class Engine(PreventionActions):
                 f"{', '.join(sorted(self.config.escalation.policies)) or '(none configured)'}"
                 if name else "no policy to page with: give --policy, set [defaults] policy, or "
                              f"add a [[routes]] entry for severity {str(severity)!r}")
-        tr = incidents.declare(new_id=self.store.next_incident_id(), title=title,
+        tr = incidents.declare(new_id=self.next_id(), title=title,
                                severity=severity, by=by, reason=reason or title, now=self.clock())
         return self.apply(replace(tr, incident=replace(tr.incident, policy=name)))
 
@@ -281,7 +285,7 @@ class Engine(PreventionActions):
         current = next((lv.incident for lv in self._live.values() if lv.incident.key == ev.key),
                        None) or self.store.latest_by_key(ev.key)
         tr, outcome = alerts.on_alert(current, ev, now=self.clock(),
-                                      new_id=self.store.next_incident_id())
+                                      new_id=self.next_id())
         if tr is not None and tr.notify is Change.OPENED:
             route = self.route(ev.severity)
             fallback = self.config.intake.policy if self.config.intake else ""
@@ -329,6 +333,9 @@ class Engine(PreventionActions):
             nxt = min((lv.wake_at for lv in self._live.values() if lv.wake_at is not None),
                       default=None)
             delay = 60.0 if nxt is None else max(0.0, min(60.0, nxt - self.clock()))
+            if self.pending and self.pending.flush(self.store, self.clock()):
+                self.outbox_wakeup.set()  # what waited in memory is stored now
+            delay = min(delay, RETRY_S) if self.pending else delay
             if delay > 0:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wakeup.wait(), delay)
@@ -336,6 +343,10 @@ class Engine(PreventionActions):
     def stop(self) -> None:
         self._stopping = True
         self._wakeup.set()
+
+    def next_id(self) -> int:
+        """The next incident id, counting incidents the store has not taken yet."""
+        return self.pending.next_id(self.store.next_incident_id())
 
     # -- persistence and messages -------------------------------------------------
 
@@ -349,16 +360,14 @@ class Engine(PreventionActions):
                           {"message_id": m.id, "contact": m.contact, "event": m.event,
                            "step": step})
             for m, step in outgoing)]
-        with self.store.tx():
-            self.store.save_incident(inc)
-            self.store.save_escalation(inc.id, state.to_json() if state else None)
-            self.store.append(inc.id, entries)
-            for m, _ in outgoing:
-                self.store.enqueue(m)
-            for hook in self.hooks:
-                hook(inc, event, now)
-        if outgoing:
-            self.outbox_wakeup.set()
+        after = [functools.partial(hook, inc, event, now) for hook in self.hooks]  # same tx
+        msgs = [m for m, _ in outgoing]
+        self.pending.add(inc, state.to_json() if state else None, entries, msgs, after)
+        if self.pending.flush(self.store, now):  # in order; a refused write waits in memory
+            if msgs:
+                self.outbox_wakeup.set()
+        elif msgs and self.deliver_unstored is not None:
+            self.deliver_unstored(msgs)
         for p in pages:
             log.warning("incident_notify", incident=inc.id, check=inc.check, notify=p.event,
                         step=p.step + 1, contacts=list(p.contacts))
@@ -366,13 +375,10 @@ class Engine(PreventionActions):
     def _messages(self, inc: Incident, page: Page, now: float) -> list[OutboxMessage]:
         check = self.config.check(inc.check) if inc.check else None
         target = KINDS[check.type].target(check.spec) if check else ""
-        out = []
+        out, ackable = [], page.event in PAGING_EVENTS and inc.state is State.OPEN
         for contact in page.contacts:
-            link = None
-            if page.event in PAGING_EVENTS and inc.state is State.OPEN:
-                claims = links.Claims(inc.id, contact, "ack", int(now + links.DEFAULT_TTL),
-                                      links.episode_of(inc.opened_at))
-                link = f"{self.public_url}/ack/{links.sign(self.link_key, claims)}"
+            link = links.ack_url(self.public_url, self.link_key, inc.id, contact, now,
+                                 inc.opened_at) if ackable else None
             msg_id = str(uuid.uuid4())
             m = messages.render(page.event, inc, target=target, link=link, reason=page.reason,
                                 tz=self.config.agent.tz, message_id=msg_id, now=now,

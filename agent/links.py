@@ -98,6 +98,13 @@ def _mac(key: bytes, body: bytes) -> bytes:
     return hmac.new(key, body, hashlib.sha256).digest()[:16]
 
 
+def ack_url(base: str, key: bytes, incident_id: int, recipient: str, now: float,
+            opened_at: float) -> str:
+    """The acknowledgement link for one recipient of one episode, valid DEFAULT_TTL."""
+    claims = Claims(incident_id, recipient, "ack", int(now + DEFAULT_TTL), episode_of(opened_at))
+    return f"{base}/ack/{sign(key, claims)}"
+
+
 def verify(key: bytes, token: str, now: float) -> Claims:
     body = unseal(key, token)
     try:

@@ -91,6 +91,10 @@ class Metrics:
         self.uplink_up = Gauge("onwatch_uplink_up", "0 while no notification service can be "
                                "reached at all (the agent's own uplink is down)", registry=r)
         self.uplink_up.set(1)
+        self.store_errors = Counter("onwatch_store_errors_total",
+                                    "Store writes that failed (disk full, locked, read-only); "
+                                    "the transitions wait in memory and are retried",
+                                    registry=r)
         self.lateness = Histogram("onwatch_scheduler_lateness_seconds",
                                   "How late a probe started after its due time",
                                   buckets=_LATENESS_BUCKETS, registry=r)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import sqlite3
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from agent.config_contacts import Contact
 from agent.config_notify import DeliveryPolicy
 from agent.incidents import TimelineEntry
 from agent.metrics import Metrics
+from agent.pending import PendingWrites
 from agent.store.records import OutboxMessage
 from agent.store.sqlite import Store
 from agent.storm import StormGate, StormPolicy, bundle
@@ -72,6 +74,9 @@ class Dispatcher:
         self.offline_since: float | None = None
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
+        #: The engine's writes the store has not taken (agent/pending.py), if wired.
+        self.pending: PendingWrites | None = None
+        self._unstored: set[asyncio.Task[None]] = set()
 
     def reconfigure(self, contacts: Mapping[str, Contact], policy: DeliveryPolicy) -> None:
         """A reloaded config: messages due from now on use these contacts and this policy."""
@@ -92,25 +97,51 @@ class Dispatcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
+    def deliver_unstored(self, msgs: list[OutboxMessage]) -> None:
+        """Send messages the store could not take, from memory, now (a page must not wait
+        for the disk); the outcome goes to the pending write, or to the row once stored."""
+        task = asyncio.create_task(self._from_memory(msgs), name="outbox:unstored")
+        self._unstored.add(task)
+        task.add_done_callback(self._unstored.discard)
+
+    async def _from_memory(self, msgs: list[OutboxMessage]) -> None:
+        for m in msgs:
+            a = await self._send([m], Message(m.title, m.body, m.short))
+            ok = any(r.ok for r in a.results)
+            log.warning("notification_sent_from_memory", incident=m.incident_id,
+                        contact=m.contact, message_id=m.id, delivered=ok)
+            if self.pending is None or not self.pending.settle(m.id, ok, self._clock()):
+                with contextlib.suppress(sqlite3.Error):  # stored by now: record as usual
+                    self._record(m, a.contact, a.results, a.dead)
+
     async def _run(self) -> None:
         while not self._stopping:
-            self._wakeup.clear()
-            now = self._clock()
-            batch = self._store.due_messages(now, limit=1000)
-            self._refresh_gauges()
-            if batch:
-                done = await asyncio.gather(*(self._send_group(ms, now)
-                                              for ms in _by_contact(batch).values()))
-                attempts = [a for group in done for a in group]
-                self._uplink([r for a in attempts for r in a.results])
-                for a in attempts:
-                    for m in a.msgs:
-                        self._record(m, a.contact, a.results, a.dead, bundled=len(a.msgs))
-                continue
-            nxt = self._store.next_due_at()
-            delay = IDLE_POLL if nxt is None else max(0.05, min(IDLE_POLL, nxt - self._clock()))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), delay)
+            try:
+                await self._pass()
+            except sqlite3.Error as exc:  # the store refuses writes: wait, then go on
+                self._metrics.store_errors.inc()
+                log.error("outbox_store_failed", error=str(exc))
+                await asyncio.sleep(1.0)
+
+    async def _pass(self) -> None:
+        """Send what is due; when nothing is, wait for the next due time or a wakeup."""
+        self._wakeup.clear()
+        now = self._clock()
+        batch = self._store.due_messages(now, limit=1000)
+        self._refresh_gauges()
+        if batch:
+            done = await asyncio.gather(*(self._send_group(ms, now)
+                                          for ms in _by_contact(batch).values()))
+            attempts = [a for group in done for a in group]
+            self._uplink([r for a in attempts for r in a.results])
+            for a in attempts:
+                for m in a.msgs:
+                    self._record(m, a.contact, a.results, a.dead, bundled=len(a.msgs))
+            return
+        nxt = self._store.next_due_at()
+        delay = IDLE_POLL if nxt is None else max(0.05, min(IDLE_POLL, nxt - self._clock()))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wakeup.wait(), delay)
 
     def _refresh_gauges(self) -> None:
         self._metrics.outbox_due.set(self._store.outbox_counts().get("due", 0))

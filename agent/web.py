@@ -65,7 +65,10 @@ async def healthz(request: web.Request) -> web.Response:
         "checks": len(checks),
         "checks_down": down,
     }
-    return web.json_response(body, status=503 if stopping else 200)
+    store_problem = runner.engine.pending.problem
+    if store_problem is not None:  # pages still go out, but nothing is kept: say so
+        body.update(status="store_failing", store_error=store_problem)
+    return web.json_response(body, status=503 if stopping or store_problem else 200)
 
 
 async def heartbeat_handler(request: web.Request) -> web.Response:

@@ -149,7 +149,9 @@ class Store:
                 conn.execute("PRAGMA synchronous=NORMAL")
                 conn.execute("PRAGMA foreign_keys=ON")
                 migrations.prepare(conn, path, _SCHEMA)
-            conn.execute("PRAGMA busy_timeout=5000")
+            # Short: the event loop waits this long on a locked store before the write is
+            # kept in memory and retried (agent/pending.py); WAL readers never hold it up.
+            conn.execute("PRAGMA busy_timeout=250")
             # Read-only opening reads nothing: make a file that is no database say so now.
             conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
             conn.row_factory = sqlite3.Row

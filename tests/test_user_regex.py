@@ -17,17 +17,19 @@ EVIL = "a" * 26 + "b"
 
 async def _target() -> tuple[web.AppRunner, int]:
     app = web.Application()
-    app.router.add_get("/evil", lambda _r: _text(EVIL))
-    app.router.add_get("/ok", lambda _r: _text("fine"))
+    async def evil(_r: web.Request) -> web.Response:
+        return web.Response(text=EVIL)
+
+    async def ok(_r: web.Request) -> web.Response:
+        return web.Response(text="fine")
+
+    app.router.add_get("/evil", evil)
+    app.router.add_get("/ok", ok)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     return runner, runner.addresses[0][1]
-
-
-async def _text(body: str) -> web.Response:
-    return web.Response(text=body)
 
 
 def _config(state: Path, port: int) -> str:

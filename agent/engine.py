@@ -39,7 +39,7 @@ from agent.pending import RETRY_S, PendingWrites
 from agent.policy import EscalationStep, Policy, Route
 from agent.store.records import OutboxMessage
 from agent.store.sqlite import Store
-from agent.vocab import PAGING_EVENTS, SEVERITIES, Change, Entry, IncidentKind, Severity, Via
+from agent.vocab import PAGING_EVENTS, Change, Entry, IncidentKind, Severity, Via
 from checks.registry import KINDS
 from notifiers import messages
 
@@ -73,11 +73,11 @@ class Engine(PreventionActions):
         #: Called inside the transaction of every incident change with (incident, the
         #: event notified or None, now): the status page's notices are stored with it.
         self.hooks: list[Callable[[Incident, Change | None, float], None]] = []
-        #: Told of an incident a person resolved (Runner.forget_outage).
-        self.on_resolved_by_hand: Callable[[Incident], None] | None = None
-        #: Writes the store refused, and who sends their pages meanwhile (the outbox).
+        #: Hooks the daemon wires: Runner.forget_outage, the outbox's from-memory delivery
+        #: of the pages of writes the store refused (kept in `pending`, agent/pending.py).
+        self.on_resolved_by_hand: Callable[[Incident], None] = lambda _inc: None
+        self.deliver_unstored: Callable[[list[OutboxMessage]], None] = lambda _msgs: None
         self.pending = PendingWrites(metrics.store_errors.inc)
-        self.deliver_unstored: Callable[[list[OutboxMessage]], None] | None = None
 
     # -- lookups ---------------------------------------------------------------
 
@@ -154,7 +154,7 @@ class Engine(PreventionActions):
         policy = self.config.escalation.policies.get(
             self.policy_name_for(check, check.severity))
         ctx = triage.Context(check.name, check.severity, KINDS[check.type].target(check.spec),
-                             now, self.next_id(),
+                             now, self.pending.next_id(self.store),
                              policy.reopen_window if policy else 0.0)
         tr = triage.decide(signal, current, latest, ctx)
         if tr is None:
@@ -196,7 +196,7 @@ class Engine(PreventionActions):
             raw = self.store.escalation(inc.id)
             state = (EscalationState.from_json(raw) if raw else escalation.start(inc))
             self._live[inc.id] = Live(inc, state, self.clock())
-        self._count_open()
+        self.metrics.count_open([lv.incident for lv in self._live.values()])
         if self._live:
             log.info("incidents_restored", open=len(self._live))
         self._wakeup.set()
@@ -234,7 +234,7 @@ class Engine(PreventionActions):
             self._live[inc.id] = Live(inc, state, wake)
         else:
             self._live.pop(inc.id, None)
-        self._count_open()
+        self.metrics.count_open([lv.incident for lv in self._live.values()])
         self._wakeup.set()
         return inc
 
@@ -252,7 +252,7 @@ class Engine(PreventionActions):
         tr = incidents.resolve(inc, now=self.clock(), actor=by, note=note, cause=cause, fix=fix)
         assert tr is not None  # open incidents always resolve
         done = self.apply(tr)
-        if self.on_resolved_by_hand is not None and by != "onwatch":
+        if by != "onwatch":
             self.on_resolved_by_hand(done)
         return done
 
@@ -272,7 +272,7 @@ class Engine(PreventionActions):
                 f"{', '.join(sorted(self.config.escalation.policies)) or '(none configured)'}"
                 if name else "no policy to page with: give --policy, set [defaults] policy, or "
                              f"add a [[routes]] entry for severity {str(severity)!r}")
-        tr = incidents.declare(new_id=self.next_id(), title=title,
+        tr = incidents.declare(new_id=self.pending.next_id(self.store), title=title,
                                severity=severity, by=by, reason=reason or title, now=self.clock())
         return self.apply(replace(tr, incident=replace(tr.incident, policy=name)))
 
@@ -285,7 +285,7 @@ class Engine(PreventionActions):
         current = next((lv.incident for lv in self._live.values() if lv.incident.key == ev.key),
                        None) or self.store.latest_by_key(ev.key)
         tr, outcome = alerts.on_alert(current, ev, now=self.clock(),
-                                      new_id=self.next_id())
+                                      new_id=self.pending.next_id(self.store))
         if tr is not None and tr.notify is Change.OPENED:
             route = self.route(ev.severity)
             fallback = self.config.intake.policy if self.config.intake else ""
@@ -344,10 +344,6 @@ class Engine(PreventionActions):
         self._stopping = True
         self._wakeup.set()
 
-    def next_id(self) -> int:
-        """The next incident id, counting incidents the store has not taken yet."""
-        return self.pending.next_id(self.store.next_incident_id())
-
     # -- persistence and messages -------------------------------------------------
 
     def _persist(self, inc: Incident, state: EscalationState | None,
@@ -363,11 +359,9 @@ class Engine(PreventionActions):
         after = [functools.partial(hook, inc, event, now) for hook in self.hooks]  # same tx
         msgs = [m for m, _ in outgoing]
         self.pending.add(inc, state.to_json() if state else None, entries, msgs, after)
-        if self.pending.flush(self.store, now):  # in order; a refused write waits in memory
-            if msgs:
-                self.outbox_wakeup.set()
-        elif msgs and self.deliver_unstored is not None:
-            self.deliver_unstored(msgs)
+        stored = self.pending.flush(self.store, now)  # in order; a refused one waits in memory
+        if msgs:
+            self.outbox_wakeup.set() if stored else self.deliver_unstored(msgs)
         for p in pages:
             log.warning("incident_notify", incident=inc.id, check=inc.check, notify=p.event,
                         step=p.step + 1, contacts=list(p.contacts))
@@ -386,11 +380,3 @@ class Engine(PreventionActions):
             out.append(OutboxMessage(msg_id, inc.id, contact, page.event, m.title, m.body, now,
                                      now, short=m.short, link=link or ""))
         return out
-
-    def _count_open(self) -> None:
-        counts = dict.fromkeys(SEVERITIES, 0)
-        for lv in self._live.values():
-            counts[lv.incident.severity] = counts.get(lv.incident.severity, 0) + 1
-        for sev, n in counts.items():
-            self.metrics.incidents_open.labels(sev).set(n)
-        self.metrics.incidents.count_current(lv.incident for lv in self._live.values())

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from prometheus_client import (
     CollectorRegistry,
@@ -26,7 +27,11 @@ from prometheus_client import (
 
 from agent import metrics_observations as observations
 from agent.metrics_incidents import IncidentMetrics
+from agent.vocab import SEVERITIES
 from checks.result import CheckResult, ErrorKind
+
+if TYPE_CHECKING:
+    from agent.incidents import Incident
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 _LATENESS_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5,
@@ -98,6 +103,15 @@ class Metrics:
         self.lateness = Histogram("onwatch_scheduler_lateness_seconds",
                                   "How late a probe started after its due time",
                                   buckets=_LATENESS_BUCKETS, registry=r)
+
+    def count_open(self, open_incidents: list[Incident]) -> None:
+        """The open-incident gauges, from the engine's live incidents."""
+        counts = dict.fromkeys(SEVERITIES, 0)
+        for inc in open_incidents:
+            counts[inc.severity] = counts.get(inc.severity, 0) + 1
+        for sev, n in counts.items():
+            self.incidents_open.labels(sev).set(n)
+        self.incidents.count_current(open_incidents)
 
     def for_check(self, name: str) -> CheckMetrics:
         return CheckMetrics(

@@ -78,8 +78,9 @@ class PendingWrites:
         w.messages.update((m.id, m) for m in messages)
         w.after += after or []
 
-    def next_id(self, stored_next: int) -> int:
-        return max([stored_next, *(i + 1 for i in self._writes)])
+    def next_id(self, store: Store) -> int:
+        """The next incident id, counting incidents the store has not taken yet."""
+        return max([store.next_incident_id(), *(i + 1 for i in self._writes)])
 
     def settle(self, msg_id: str, delivered: bool, now: float) -> bool:
         """Record a from-memory delivery; False when the message is in the store already."""

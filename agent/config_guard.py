@@ -11,7 +11,8 @@ parsed checks) and returns or records problems in the loader's own format
   than `MAX_DEPTH` (no onwatch key needs more than four).
 - `nothing_watched`: an empty or comments-only file validated ("0 checks") and
   `onwatch run` would have watched nothing, silently. (An agent that only takes
-  alerts in, through [intake], watches something.)
+  alerts in, through [intake], or pages declared incidents to its contacts, has
+  something to do.)
 - `pages_nobody`: a check with no contacts and no policy (none of its own, none
   from [defaults]) would open incidents that nobody hears about.
 """
@@ -93,10 +94,13 @@ def depth(doc: Any) -> int:
 
 def nothing_watched(raw: Mapping[str, Any], checks: Sequence[_Check], errors: list[str]
                     ) -> None:
-    """An error when the config has no checks and takes in no alerts ([intake])."""
-    if checks or "intake" in raw or errors:  # other problems first: a draft has many
-        return
-    what = "the file is empty" if not raw else "it has no [[checks]] and no [intake]"
+    """An error when the config can do nothing: no checks, no [intake], no contacts.
+
+    (Contacts alone are enough: incidents can be declared by hand and paged.)
+    """
+    if checks or any(k in raw for k in ("intake", "contacts")) or errors:
+        return  # other problems first: a draft has many
+    what = "the file is empty" if not raw else "it has no [[checks]], [intake] or [[contacts]]"
     errors.append(f"config: checks: nothing to watch ({what}); add at least one [[checks]] "
                   "table with a name and a type (see config.example.toml)")
 

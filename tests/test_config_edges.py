@@ -54,7 +54,7 @@ def test_deeply_nested_toml_is_exit_2_with_a_message(tmp_path: Path, text: str) 
 
 
 @pytest.mark.parametrize("text", ["", "\n\n", "# just a comment\n# and another\n",
-                                  '[agent]\nlog_level = "info"\n', CONTACT])
+                                  '[agent]\nlog_level = "info"\n', '[defaults]\ninterval = "1m"\n'])
 def test_a_config_that_watches_nothing_says_so(tmp_path: Path, text: str) -> None:
     res = in_process(tmp_path, text)
     assert res.returncode == 2, res.stdout

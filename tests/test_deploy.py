@@ -16,6 +16,8 @@ from agent.cli import COMMANDS
 from agent.cli_parser import EXIT_USAGE, build_parser
 from tests.support import ROOT, Receiver, onwatch, start_agent, wait_for
 
+CONTACTS = '[[contacts]]\nname = "ops"\nurls = ["json://127.0.0.1:9/ops"]\n'
+
 
 def onwatch_with(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     """`onwatch` with extra environment variables (support.onwatch passes none)."""
@@ -91,7 +93,8 @@ def test_show_finds_the_config_without_being_told(tmp_path: Path) -> None:
     """The hint in a page (`onwatch show 1`) works as printed: $ONWATCH_CONFIG, or /etc's."""
     state = tmp_path / "state"
     cfg = tmp_path / "config.toml"
-    cfg.write_text(f'[agent]\nstate_dir = "{state}"\n')
+    # A contact: a config that can page nobody watches nothing and does not load.
+    cfg.write_text(f'[agent]\nstate_dir = "{state}"\n' + CONTACTS)
     from agent.store.sqlite import Store
 
     Store.open(state).close()

@@ -104,6 +104,9 @@ state_dir = "{tmp_path / 'state'}"
 listen = "127.0.0.1:0"
 heartbeat_url_file = "beat.url"
 heartbeat_interval = "10s"
+[[contacts]]
+name = "ops"
+urls = ["json://127.0.0.1:9/ops"]
 """
     (tmp_path / "beat.url").write_text(f"http://127.0.0.1:{dead_man.port}/ping/uuid-1\n")
     agent = await start_agent(cfg, tmp_path)

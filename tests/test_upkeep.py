@@ -164,7 +164,9 @@ def test_backup_is_a_consistent_copy_taken_while_writing(tmp_path: Path) -> None
     for i in range(1, 51):
         _incident(store, i, START + i, resolved=i % 2 == 0)
     config = tmp_path / "c.toml"
-    config.write_text(f'[agent]\nstate_dir = "{state}"\n')
+    # A contact: a config that can page nobody watches nothing and does not load.
+    config.write_text(f'[agent]\nstate_dir = "{state}"\n[[contacts]]\nname = "ops"\n'
+                      'urls = ["json://127.0.0.1:9/ops"]\n')
     # The writer holds the store open (like the running agent) and keeps writing.
     with store.tx():
         _ = store.next_incident_id()

@@ -73,8 +73,7 @@ class Engine(PreventionActions):
         #: Called inside the transaction of every incident change with (incident, the
         #: event notified or None, now): the status page's notices are stored with it.
         self.hooks: list[Callable[[Incident, Change | None, float], None]] = []
-        #: Hooks the daemon wires: Runner.forget_outage, the outbox's from-memory delivery
-        #: of the pages of writes the store refused (kept in `pending`, agent/pending.py).
+        #: Wired by the daemon: Runner.forget_outage; the outbox's delivery from memory.
         self.on_resolved_by_hand: Callable[[Incident], None] = lambda _inc: None
         self.deliver_unstored: Callable[[list[OutboxMessage]], None] = lambda _msgs: None
         self.pending = PendingWrites(metrics.store_errors.inc)
@@ -251,9 +250,7 @@ class Engine(PreventionActions):
         note = f"resolved by {by}. Cause: {cause or 'not given'}. Fix: {fix or 'not given'}"
         tr = incidents.resolve(inc, now=self.clock(), actor=by, note=note, cause=cause, fix=fix)
         assert tr is not None  # open incidents always resolve
-        done = self.apply(tr)
-        if by != "onwatch":
-            self.on_resolved_by_hand(done)
+        self.on_resolved_by_hand(done := self.apply(tr))
         return done
 
     def note(self, incident_id: int, *, by: str, text: str) -> None:

@@ -22,7 +22,7 @@ never reuses one.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -68,7 +68,7 @@ class PendingWrites:
 
     def add(self, inc: Incident, escalation: dict[str, Any] | None,
             entries: list[TimelineEntry], messages: list[OutboxMessage],
-            after: list[Callable[[], None]] | None = None) -> None:
+            after: Sequence[Callable[[], None]] = ()) -> None:
         """One transition's write, merged with what is pending for the same incident."""
         w = self._writes.get(inc.id)
         if w is None:
@@ -76,7 +76,7 @@ class PendingWrites:
         w.incident, w.escalation = inc, escalation
         w.entries += entries
         w.messages.update((m.id, m) for m in messages)
-        w.after += after or []
+        w.after += after
 
     def next_id(self, store: Store) -> int:
         """The next incident id, counting incidents the store has not taken yet."""

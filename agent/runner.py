@@ -125,7 +125,8 @@ class Runner:
         /healthz and `onwatch_check_up` (absent while unknown) say the same.
         """
         st = self._states.get(inc.check or "")
-        if st is None or not inc.kind.marks_down or st.outage.health is Health.UP:
+        if (st is None or inc.resolved_by == "onwatch" or not inc.kind.marks_down
+                or st.outage.health is Health.UP):
             return
         st.outage, st.held = OutageState(), None
         with contextlib.suppress(KeyError):  # absent while unknown, as at start

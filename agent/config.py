@@ -172,7 +172,6 @@ def parse(raw: Mapping[str, Any], path: Path) -> Config:
     defaults.finish()
     root.finish()
     config_guard.nothing_watched(raw, checks, errors)
-    config_guard.pages_nobody(checks, errors, lambda i, c: f"checks[{i}] {show(c.name)}")
     if errors:
         raise ConfigError(path, errors)
     policy = defaults.raw.get("policy")  # validated with the other defaults

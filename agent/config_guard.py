@@ -13,15 +13,13 @@ parsed checks) and returns or records problems in the loader's own format
   `onwatch run` would have watched nothing, silently. (An agent that only takes
   alerts in, through [intake], or pages declared incidents to its contacts, has
   something to do.)
-- `pages_nobody`: a check with no contacts and no policy (none of its own, none
-  from [defaults]) would open incidents that nobody hears about.
 """
 
 from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Final, Protocol
 
 MAX_DEPTH: Final = 16
@@ -104,14 +102,3 @@ def nothing_watched(raw: Mapping[str, Any], checks: Sequence[_Check], errors: li
     errors.append(f"config: checks: nothing to watch ({what}); add at least one [[checks]] "
                   "table with a name and a type (see config.example.toml)")
 
-
-def pages_nobody(checks: Sequence[_Check], errors: list[str],
-                 label: Callable[[int, _Check], str]) -> None:
-    """An error for every check that has neither contacts nor a policy to page."""
-    if errors:  # a half-written config lacks contacts everywhere: the rest comes first
-        return
-    for i, check in enumerate(checks):
-        where = label(i, check)
-        if not check.contacts and check.policy is None:
-            errors.append(f"{where}: contacts: this check would page nobody; give it "
-                          "contacts or a policy, or set contacts or policy under [defaults]")

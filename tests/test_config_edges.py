@@ -81,16 +81,6 @@ def test_an_ipv6_host_and_a_plain_name_are_fine(tmp_path: Path) -> None:
     assert res.returncode == 0, res.stderr
 
 
-def test_a_check_that_pages_nobody_is_named(tmp_path: Path) -> None:
-    res = in_process(tmp_path, f'{CONTACT}[[checks]]\nname = "pos"\ntype = "tcp"\n'
-                             'host = "127.0.0.1"\nport = 9\n'
-                             '[[checks]]\nname = "web"\ntype = "tcp"\nhost = "127.0.0.1"\n'
-                             'port = 10\ncontacts = ["ops"]\n')
-    assert res.returncode == 2
-    assert 'checks[0] "pos": contacts: this check would page nobody' in res.stderr
-    assert "web" not in res.stderr
-
-
 LINES = EXAMPLE.splitlines()
 VALUES = st.one_of(
     st.integers(-(2**70), 2**70).map(str), st.floats(allow_nan=True).map(repr),

@@ -92,7 +92,7 @@ def test_links_confirm_and_unsubscribe_and_forgeries_change_nothing(store: Statu
         + confirm[-3:],  # another subscriber under the old MAC
         unsub,  # the wrong action
         subs.sign(KEY, sub, "confirm", int(NOW - 1)),  # expired
-        links.sign(KEY, links.Claims(sub.id, "dave", "ack", int(NOW + 100))),  # an ack link
+        links.sign(KEY, links.Claims(sub.id, "dave", "ack", int(NOW + 100), 0)),  # an ack link
         "garbage", "",
     ]
     for token in forged:

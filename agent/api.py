@@ -61,7 +61,10 @@ def _page(title: str, body: str, status: int = 200) -> web.Response:
 def _claims(request: web.Request) -> links.Claims | web.Response:
     engine = request.app[ENGINE_KEY]
     try:
-        return links.verify(engine.link_key, request.match_info["token"], engine.clock())
+        claims = links.verify(engine.link_key, request.match_info["token"], engine.clock())
+        if claims.action != "ack":  # a reply channel's resolve or e-mail token
+            raise links.LinkError("this is not an acknowledgement link")
+        return claims
     except links.LinkError as exc:
         status = 410 if "expired" in str(exc) else 403
         return _page("Link refused", f"<p>{html.escape(str(exc))}.</p>", status)

@@ -30,6 +30,7 @@ from agent import (
     config_guard,
     config_intake,
     config_notify,
+    config_replies,
     config_service,
     config_status,
 )
@@ -125,6 +126,8 @@ class Config:
     #: [web] (the public listener) and [status] (the customer-facing status page).
     web: config_status.WebConfig = field(default_factory=config_status.WebConfig)
     status: config_status.StatusConfig = field(default_factory=config_status.StatusConfig)
+    #: Reply channels ([replies.*] and each contact's [contacts.reply]).
+    replies: config_replies.Replies = field(default_factory=config_replies.Replies)
 
     def check(self, name: str) -> CheckConfig | None:
         return next((c for c in self.checks if c.name == name), None)
@@ -159,7 +162,8 @@ def parse(raw: Mapping[str, Any], path: Path) -> Config:
     agent = _agent(_table(root, "agent"), base)
     defaults = _table(root, "defaults")
     named: Named = lambda item, key, i: _named(item, key, i, errors, base)  # noqa: E731
-    contacts = config_contacts.parse(_items(root, "contacts"), named)
+    reply_sections: dict[str, Section] = {}
+    contacts = config_contacts.parse(_items(root, "contacts"), named, reply_sections)
     esc = config_escalation.parse(root, agent.tz, contacts, lambda key: _items(root, key), named)
     checks = _checks(root, defaults, contacts, esc, errors, base)
     windows = config_detect.maintenance(_items(root, "maintenance"), root, agent.tz, checks)
@@ -169,6 +173,7 @@ def parse(raw: Mapping[str, Any], path: Path) -> Config:
                                  lambda item, key, i: _named(item, key, i, errors, base))
     web = config_status.web(_table(root, "web"))
     status = config_status.parse(_table(root, "status"), checks)
+    replies = config_replies.parse(_table(root, "replies"), reply_sections)
     defaults.finish()
     root.finish()
     config_guard.nothing_watched(raw, checks, errors)
@@ -178,7 +183,7 @@ def parse(raw: Mapping[str, Any], path: Path) -> Config:
     return Config(path, agent, MappingProxyType(contacts), checks, esc, delivery,
                   MappingProxyType(templates), windows, intake,
                   policy if isinstance(policy, str) and policy in esc.policies else None,
-                  web, status)
+                  web, status, replies)
 
 
 def _table(root: Section, key: str) -> Section:

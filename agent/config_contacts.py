@@ -24,8 +24,12 @@ class Contact:
     fallback: bool = True
 
 
-def parse(items: list[Any], named: Named) -> dict[str, Contact]:
-    """[[contacts]] by name; problems go to the shared error list through `named`."""
+def parse(items: list[Any], named: Named, replies: dict[str, Section] | None = None
+          ) -> dict[str, Contact]:
+    """[[contacts]] by name; problems go to the shared error list through `named`.
+
+    Each contact's `[contacts.reply]` table is handed out in `replies` (by name),
+    for agent.config_replies to read once the [replies] services are known."""
     out: dict[str, Contact] = {}
     for i, item in enumerate(items):
         found = named(item, "contacts", i)
@@ -42,7 +46,11 @@ def parse(items: list[Any], named: Named) -> dict[str, Contact]:
             urls += _urls_file(sec)
         else:
             sec.value("urls_file")  # a known key, even when absent (for "did you mean")
-        if not urls and len(sec.errors) == before:
+        reply = sec.sub("reply") if sec.has("reply") else None
+        if reply is not None and name and replies is not None:
+            replies[name] = reply
+        # A contact reached only on reply channels ([contacts.reply]) needs no URL.
+        if not urls and len(sec.errors) == before and reply is None:
             sec.error("urls", "at least one Apprise URL is needed (urls or urls_file)")
         mode = sec.choice("mode", ("fallback", "all"), "fallback")
         sec.finish()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import signal
+import time
 from pathlib import Path
 
 import structlog
@@ -26,6 +27,7 @@ from agent.metrics import Metrics
 from agent.outbox import Dispatcher
 from agent.pages import apps
 from agent.pages.apps import StatusService
+from agent.replies import ReplyHub
 from agent.runner import Runner
 from agent.scheduler import Scheduler
 from agent.steadyclock import SteadyClock
@@ -90,11 +92,14 @@ async def _serve(config: Config, stop: asyncio.Event, reload_from: Path | None) 
     (config.agent.state_dir / "agent.addr").write_text(address + "\n")
     scheduler = Scheduler(config.checks, ctx, status.wrap(runner.on_result),
                           max_concurrency=config.agent.max_concurrency, clock=clock)
-    dispatcher = _dispatcher(config, store, metrics, engine, clock)
+    replies = ReplyHub(config.replies, link_key, time.time, engine=engine,
+                       registry=metrics.registry)
+    dispatcher = _dispatcher(config, store, metrics, engine, clock, replies)
     # Pages the store cannot take go out from memory (agent/pending.py).
     dispatcher.pending, engine.deliver_unstored = engine.pending, dispatcher.deliver_unstored
     dispatcher.start()
     status.start()
+    replies.start()
     engine_task = asyncio.create_task(engine.run(), name="engine")
     scheduler.start()
     await asyncio.sleep(0)  # the first pass: every check task has its first due time
@@ -126,6 +131,7 @@ async def _serve(config: Config, stop: asyncio.Event, reload_from: Path | None) 
         await asyncio.wait({engine_task}, timeout=1.0)
         await dispatcher.stop(DRAIN_GRACE)
         await status.stop(DRAIN_GRACE)
+        await replies.stop()
         await ctx.close()
         if public is not None:
             await public.cleanup()
@@ -153,11 +159,12 @@ def _open_state(config: Config) -> tuple[Store, bytes, str]:
 
 
 def _dispatcher(config: Config, store: Store, metrics: Metrics, engine: Engine,
-                clock: SteadyClock) -> Dispatcher:
+                clock: SteadyClock, replies: ReplyHub) -> Dispatcher:
     d = config.delivery
     return Dispatcher(store, config.contacts, metrics, engine.outbox_wakeup, clock,
                       policy=d, on_unreachable=engine.unreachable,
-                      storm=StormPolicy(d.storm_threshold, d.storm_window, d.storm_interval))
+                      storm=StormPolicy(d.storm_threshold, d.storm_window, d.storm_interval),
+                      replies=replies)
 
 
 async def _public(config: Config, runner: Runner, ctx: ProbeContext, status: StatusService,

@@ -29,7 +29,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-ACTIONS = ("ack",)
+ACTIONS = ("ack", "resolve", "reply")
 DEFAULT_TTL = 7 * 86400.0
 
 
@@ -117,6 +117,23 @@ def verify(key: bytes, token: str, now: float) -> Claims:
     if now > claims.expires:
         raise LinkError("this link has expired; acknowledge with `onwatch ack` or the API")
     return claims
+
+
+def short(token: str) -> str:
+    """`token` without its recipient: "<incident>.<action>.<expires>.<episode>.<mac>"."""
+    body_b64, mac_b64 = token.split(".")
+    inc, _recipient, action, expires, episode = _unb64(body_b64).decode().split("|")
+    return f"{inc}.{action}.{expires}.{episode}.{mac_b64}"
+
+
+def expand(text: str, recipient: str) -> str:
+    """The full token from `short(token)` and the recipient the answer came from; a
+    wrong recipient gives a token whose MAC fails, so `verify` refuses it."""
+    try:
+        inc, action, expires, episode, mac_b64 = text.split(".")
+    except ValueError:
+        raise LinkError("this answer is malformed") from None
+    return f"{_b64(f'{inc}|{recipient}|{action}|{expires}|{episode}'.encode())}.{mac_b64}"
 
 
 def load_or_create_key(state_dir: Path) -> bytes:

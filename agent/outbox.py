@@ -26,6 +26,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import structlog
@@ -42,6 +43,9 @@ from agent.vocab import Entry
 from notifiers.channels import ChannelResult, Message
 from notifiers.delivery import deliver, redact_short
 from notifiers.messages import PAGING_EVENTS
+
+if TYPE_CHECKING:
+    from agent.replies import ReplyHub
 
 log = structlog.get_logger(__name__)
 
@@ -60,7 +64,7 @@ class Dispatcher:
                  policy: DeliveryPolicy | None = None,
                  on_unreachable: Callable[[int, str, str], None] | None = None,
                  storm: StormPolicy | None = None,
-                 parallel: int = 8) -> None:
+                 parallel: int = 8, replies: ReplyHub | None = None) -> None:
         self._store = store
         self._contacts = contacts
         self._metrics = metrics
@@ -68,6 +72,8 @@ class Dispatcher:
         self._clock = clock
         self._policy = policy or DeliveryPolicy()
         self._on_unreachable = on_unreachable
+        #: Reply channels (ntfy, Telegram, e-mail, Pushover): tried before the Apprise URLs.
+        self._replies = replies
         self._sem = asyncio.Semaphore(parallel)
         self._gate = StormGate(storm or StormPolicy())
         #: When the agent's own uplink was found down (None: it is up).
@@ -171,11 +177,12 @@ class Dispatcher:
         contact = self._contacts.get(msgs[0].contact)
         dead = frozenset(json.loads(msgs[0].dead_channels))
         async with self._sem:
-            if contact is None:
-                results: list[ChannelResult] = []
-            else:
-                results = await deliver(contact.urls, content, fallback=contact.fallback,
-                                        skip=dead, timeout=self._policy.send_timeout)
+            results: list[ChannelResult] = []
+            if contact is not None and self._replies is not None:
+                results = await self._replies.deliver(contact.name, msgs, content, dead)
+            if contact is not None and not (contact.fallback and any(r.ok for r in results)):
+                results += await deliver(contact.urls, content, fallback=contact.fallback,
+                                         skip=dead, timeout=self._policy.send_timeout)
         if any(r.ok for r in results) and any(m.event in PAGING_EVENTS for m in msgs):
             self._gate.sent(msgs[0].contact, self._clock())
         return _Attempt(msgs, contact, results, dead)

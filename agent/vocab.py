@@ -137,3 +137,8 @@ class Via(enum.StrEnum):
     CLI = "cli"
     CONSOLE = "console"
     REPLY = "reply"
+    #: Reply channels (agent/replies.py): the answer came on this service.
+    NTFY = "ntfy"
+    TELEGRAM = "telegram"
+    EMAIL = "email"
+    PUSHOVER = "pushover"

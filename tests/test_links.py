@@ -47,7 +47,7 @@ def test_expiry_is_checked_after_the_mac() -> None:
 
 def test_unknown_action_cannot_be_signed() -> None:
     with pytest.raises(ValueError):
-        links.sign(KEY, Claims(1, "a", "resolve", 10, 0))
+        links.sign(KEY, Claims(1, "a", "delete", 10, 0))
 
 
 def test_key_is_created_once_and_private(tmp_path: Path) -> None:
@@ -95,3 +95,15 @@ def test_the_episode_is_under_the_mac() -> None:
     first = links.sign(KEY, Claims(7, "alice", "ack", 1000, links.episode_of(100.0)))
     assert links.verify(KEY, first, now=999.0).episode == 100_000
     assert links.episode_of(100.0) != links.episode_of(100.001)
+
+
+def test_short_form_needs_the_right_recipient() -> None:
+    token = links.sign(KEY, Claims(42, "alice", "ack", 2000, 7))
+    text = links.short(token)
+    assert len(text) <= 64 and "alice" not in text
+    assert links.verify(KEY, links.expand(text, "alice"), now=1000) == Claims(42, "alice",
+                                                                               "ack", 2000, 7)
+    with pytest.raises(links.LinkError, match="not valid"):
+        links.verify(KEY, links.expand(text, "mallory"), now=1000)
+    with pytest.raises(links.LinkError, match="malformed"):
+        links.expand("42.ack", "alice")

@@ -193,8 +193,7 @@ class ReplyHub:
         try:
             claims = links.verify(self.key, answer.token, self.clock())
         except links.LinkError as exc:
-            return self._refuse(answer, str(exc).removeprefix("this link ").replace(
-                "is not valid", "its token is not valid"))
+            return self._refuse(answer, "its token " + str(exc).removeprefix("this link "))
         if claims.recipient != contact:
             return self._refuse(answer, "its token was made for somebody else")
         action = answer.action if claims.action == "reply" else claims.action

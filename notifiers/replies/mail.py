@@ -27,6 +27,7 @@ from email.message import EmailMessage, Message
 TOKEN = r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+"
 _REF_ID = re.compile(rf"<({TOKEN})@onwatch>")
 _REF_LINE = re.compile(rf"onwatch-ref:\s*({TOKEN})")
+_FIRST_WORD = re.compile(r"([a-z]+)")
 MAX_TEXT = 16 * 1024
 ACK_WORDS = ("ack", "acknowledge", "acknowledged", "ok", "on it", "mine")
 RESOLVE_WORDS = ("resolve", "resolved", "fixed")
@@ -101,13 +102,12 @@ def verb(text: str) -> tuple[str, str]:
         line = line.strip()
         if not line or line.startswith(">"):
             continue
-        word, _, rest = line.partition(":")
-        head = word.strip().lower()
-        first = head.split(" ", 1)[0] if head else ""
+        m = _FIRST_WORD.match(line.lower())
+        first = m.group(1) if m else ""
         if first in RESOLVE_WORDS:
-            cause = rest.strip() or head[len(first):].strip()
+            cause = line[len(first):].lstrip(" :,.-\t")
             return "resolve", cause[:500]
-        if head in ACK_WORDS or first in ACK_WORDS:
+        if first in ACK_WORDS or line.lower().rstrip(".!") in ACK_WORDS:
             return "ack", ""
         return "unknown", ""
     return "unknown", ""

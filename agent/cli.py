@@ -267,7 +267,15 @@ def cmd_test_notify(args: argparse.Namespace) -> int:
         mark = "ok  " if r.ok else "FAIL"
         extra = " (permanent: check the URL and its credentials)" if r.permanent else ""
         print(f"{mark} {r.channel}  {r.detail} in {r.elapsed_s:.2f}s{extra}")
-    return EXIT_OK if results and all(r.ok for r in results) else EXIT_FAIL
+    ok = all(r.ok for r in results)
+    if contact.name in cfg.replies.contacts:  # and the way back: a button, an answer
+        from agent import replies_probe
+
+        ok = asyncio.run(replies_probe.run(cfg, contact.name, args.wait,
+                                           lambda line: print(line, flush=True))) and ok
+    elif not results:
+        ok = False
+    return EXIT_OK if ok else EXIT_FAIL
 
 
 def cmd_maintenance(args: argparse.Namespace) -> int:

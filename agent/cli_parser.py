@@ -91,6 +91,8 @@ def build_parser(commands: Mapping[str, Command]) -> argparse.ArgumentParser:
     _by(sp, "who posts it")
     sp = command("test-notify", "send a test message through every channel of a contact")
     sp.add_argument("contact", help="the contact's name in the config")
+    sp.add_argument("--wait", type=_seconds, default=120.0,
+                    help="how long to wait for the answer on reply channels (default 120s)")
     sp = command("backup", "copy the store consistently, also while the agent runs")
     sp.add_argument("dest", metavar="DEST",
                     help="a new file, or a directory to put onwatch-YYYYMMDD-HHMMSS.db in")
@@ -98,6 +100,15 @@ def build_parser(commands: Mapping[str, Command]) -> argparse.ArgumentParser:
 
     register(command)
     return p
+
+
+def _seconds(text: str) -> float:
+    from agent.fields import parse_duration
+
+    value = parse_duration(text)
+    if value is None or value <= 0:
+        raise argparse.ArgumentTypeError(f'expected a duration like "30s" or "2m", got {text!r}')
+    return value
 
 
 def _by(sp: argparse.ArgumentParser, who: str) -> None:

@@ -79,12 +79,13 @@ def backoff(failures: int) -> float:
 class ReplyHub:
     def __init__(self, replies: Replies, key: bytes, clock: Callable[[], float], *,
                  engine: Engine | None = None, registry: CollectorRegistry | None = None,
-                 on_test: Callable[[Answer], None] | None = None) -> None:
+                 observer: Callable[[Answer, str], None] | None = None) -> None:
         self.key = key
         self.clock = clock
         self.engine = engine
         self.channels = build_channels(replies)
-        self.on_test = on_test
+        #: Told of every answer and what came of it (`onwatch test-notify` prints them).
+        self.observer = observer
         self._tasks: list[asyncio.Task[None]] = []
         self.answers = Counter("onwatch_replies_total", "Answers heard on reply channels, by "
                                "outcome (accepted, no_effect, refused, ignored)",
@@ -184,6 +185,8 @@ class ReplyHub:
             log.warning("reply_unknown_sender", channel=answer.channel, who=answer.who)
             return
         text = self._act(answer)
+        if self.observer is not None:
+            self.observer(answer, text)
         channel = next((c for c in self.channels if c.name == answer.channel), None)
         if channel is not None:
             await channel.confirm(answer, text)
@@ -207,8 +210,6 @@ class ReplyHub:
             self.answers.labels(answer.channel, "accepted").inc()
             log.info("reply_test_received", channel=answer.channel, contact=contact,
                      who=answer.who, action=action)
-            if self.on_test is not None:
-                self.on_test(answer)
             return f"onwatch heard your test answer ({action}) on {answer.channel}."
         return self._engine_call(answer, claims.incident_id, action)
 

@@ -17,8 +17,8 @@ from typing import Any
 
 from agent import links
 from tests.reply_services import Ntfy, Pushover, Telegram
-from tests.support import AgentProcess, Receiver, start_agent, wait_for
-from tests.test_escalation_e2e import dead_port, to
+from tests.support import AgentProcess, Receiver, free_port, start_agent, wait_for
+from tests.test_escalation_e2e import to
 
 STEP2_AFTER = 4.0
 #: Pushover receipts may be polled once a 5 s at most: the answer can take that long.
@@ -61,7 +61,7 @@ notify = ["owner"]
 name = "pos"
 type = "tcp"
 host = "127.0.0.1"
-port = {dead_port()}
+port = {free_port()}
 interval = "1s"
 timeout = "500ms"
 confirm = 1

@@ -22,7 +22,7 @@ from tests.test_escalation_e2e import to
 
 STEP2_AFTER = 4.0
 #: Pushover receipts may be polled once a 5 s at most: the answer can take that long.
-PUSHOVER_STEP2 = 9.0
+PUSHOVER_STEP2 = 15.0
 
 
 def config(state: Path, receiver: Receiver, service: str, reply: str,
@@ -208,7 +208,7 @@ async def test_pushover_receipt_acknowledges_and_records_who(tmp_path: Path) -> 
         assert (page["retry"], page["expire"]) == ("30", "3600")
         receipt = next(iter(po.receipts))
         po.acknowledge(receipt, "uQiRzpo4DXghDmr9QzzfQu27cmVRsG", "alices-phone")
-        await wait_for(lambda: acknowledged(state), 10, "acknowledged")
+        await wait_for(lambda: acknowledged(state), 12, "acknowledged (a receipt poll a 5 s)")
         assert "pushover user on alices-phone" in agent.events("reply_accepted")[0]["who"]
         await wait_for(lambda: _true([m for m in po.sent if "escalation stopped" in
                                       m["message"]]), 10, "the confirmation")

@@ -86,7 +86,9 @@ async def acknowledged(state: Path) -> bool:
 
 def token(state: Path, contact: str, action: str, *, incident: int = 1, ttl: int = 600) -> str:
     key = links.load_or_create_key(state)
-    return links.sign(key, links.Claims(incident, contact, action, int(time.time()) + ttl))
+    episode = links.episode_of(stored(state)[0]["opened_at"]) if incident == 1 else 0
+    return links.sign(key, links.Claims(incident, contact, action, int(time.time()) + ttl,
+                                        episode))
 
 
 async def finish(agent: AgentProcess, state: Path, receiver: Receiver, channel: str,
@@ -126,7 +128,7 @@ async def test_ntfy_button_acknowledges_across_a_dropped_stream(tmp_path: Path) 
         # Junk on the stream, answers that must change nothing, then a cut stream.
         ntfy.inject(b"this is not json\n")
         ntfy.inject(b'{"event": "message", "topic": "alice-replies"}\n')
-        forged = links.sign(b"k" * 32, links.Claims(1, "alice", "ack", int(time.time()) + 60))
+        forged = links.sign(b"k" * 32, links.Claims(1, "alice", "ack", int(time.time()) + 60, 0))
         for bad in (forged, token(state, "bob", "ack"), token(state, "alice", "ack", ttl=-5),
                     page["actions"][0]["body"][:-3] + "AAA"):
             ntfy._store("alice-replies", {"message": bad})

@@ -147,7 +147,8 @@ async def test_email_reply_acknowledges_and_forgeries_change_nothing(
         ref = str(page["Message-ID"]).strip("<>").removesuffix("@onwatch")
         assert links.verify(links.load_or_create_key(state), ref, time.time()).action == "reply"
         assert "onwatch-ref: " + ref in page.get_content()
-        forged = links.sign(b"k" * 32, links.Claims(1, "alice", "reply", int(time.time()) + 60))
+        forged = links.sign(b"k" * 32, links.Claims(1, "alice", "reply", int(time.time()) + 60,
+                                                   0))
         for bad in (reply("mallory@evil.example", page, "ack"),  # a stranger, the right token
                     reply(ALICE, None, "ack", ref=forged),  # forged token, From: alice
                     reply(ALICE, None, "ack", ref=token(state, "bob", "reply")),  # foreign

@@ -154,6 +154,8 @@ def cmd_show(args: argparse.Namespace) -> int:
         return EXIT_FAIL
     print(f"Incident #{inc.id}: {inc.title} [{inc.state.value}, {inc.severity}]")
     print(f"  reason:  {inc.reason}")
+    if inc.labels:
+        print("  labels:  " + ", ".join(f"{k}={v}" for k, v in inc.labels.items()))
     print(f"  started: {_ts(inc.started_at)}   opened: {_ts(inc.opened_at)}   "
           f"resolved: {_ts(inc.resolved_at)}")
     for e in store.timeline(inc.id):

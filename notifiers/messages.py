@@ -26,6 +26,8 @@ EVENTS = tuple(e.value for e in Event)
 FIELDS = ("tag", "what", "incident", "title", "severity", "state", "reason", "since",
           "since_time", "target", "link", "why", "duration", "by", "message_id")
 SMS_LIMIT = 160
+#: An alert's labels in a message body: enough to say where, not a wall of text.
+LABELS_LIMIT = 500
 
 _TAG = {
     Event.PAGE: "DOWN", Event.REPEAT: "STILL DOWN", Event.ACK_EXPIRED: "ACK EXPIRED",
@@ -36,7 +38,7 @@ _TAG = {
 _KIND_TAG = {
     IncidentKind.FLAPPING: "FLAPPING", IncidentKind.DEGRADED: "DEGRADED",
     IncidentKind.CHANGED: "CHANGED", IncidentKind.EXPIRING: "EXPIRING",
-    IncidentKind.FILLING: "DISK",
+    IncidentKind.FILLING: "DISK", IncidentKind.ALERT: "ALERT",
 }
 
 
@@ -86,6 +88,8 @@ def render(event: Event, inc: Incident, *, target: str, link: str | None, reason
         "since_time": clock(inc.started_at, tz, "%H:%M"), "target": target, "link": link or "",
         "why": reason, "duration": span(end - inc.started_at),
         "by": inc.resolved_by or inc.acknowledged_by or "", "message_id": message_id,
+        # An alert's labels (Alertmanager's): where it is, which team, the runbook's key.
+        "labels": ", ".join(f"{k}={v}" for k, v in inc.labels.items())[:LABELS_LIMIT],
     }
     o = overrides or {}
     title = o.get(f"{event}_title", "[{tag}] {what} - incident #{incident}").format(**f)
@@ -108,6 +112,8 @@ def _body(event: Event, f: dict[str, str], inc: Incident, tz: ZoneInfo) -> str:
     else:
         lines = [f"{f['title']}{where}.", f"Since: {f['since']} ({f['duration']} ago)",
                  f"Reason: {f['reason']}", f"Severity: {f['severity']}. State: {f['state']}."]
+        if f["labels"]:
+            lines.append(f"Labels: {f['labels']}")
         if f["why"]:
             lines.append(f"Why you: {f['why']}")
     lines.append(f"Incident #{f['incident']}. Details: onwatch show {f['incident']}")

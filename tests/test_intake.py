@@ -5,12 +5,15 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from agent import alerts, config, intake
 from agent.config_intake import IntakeConfig, Webhook
 from agent.incidents import State
+from agent.vocab import Event
+from notifiers import messages
 
 CFG = IntakeConfig(policy="oncall", policies=frozenset({"oncall", "db-team"}), max_alerts=3)
 T0 = "2026-03-01T10:00:00.123456789Z"
@@ -177,3 +180,13 @@ def test_intake_config_is_validated(tmp_path: Path) -> None:
                  'intake.webhooks[0] "alertmanager": name: "alertmanager" is taken',
                  'intake.webhooks[1] "ok": unknown key'):
         assert says in text, text
+
+
+def test_an_alert_page_says_alert_and_carries_its_labels() -> None:
+    [ev] = intake.alertmanager(am_body(am_alert(severity="critical", job="shop")), CFG)
+    tr = alerts.opened(ev, now=T0_UNIX + 5, new_id=4)
+    m = messages.render(Event.PAGE, tr.incident, target="", link="http://x/ack/t",
+                        reason="step 1 of 2", tz=ZoneInfo("UTC"), now=T0_UNIX + 5)
+    assert m.title == "[ALERT] The shop answers 500 - incident #4"
+    assert "Labels: alertname=ShopDown, job=shop, severity=critical\n" in m.body
+    assert "Reason: 5xx > 50%" in m.body and "Since: 2026-03-01 10:00:00 UTC" in m.body

@@ -101,6 +101,8 @@ async def test_duplicates_resolved_before_firing_and_unknown_labels(tmp_path: Pa
             timeline = (await r.json())["timeline"]
         assert any("sev9" in e["message"] and "not in [intake.severities]" in e["message"]
                    for e in timeline), timeline
+        shown = await agent.cli("show", str(row["id"]))
+        assert "labels:  alertname=ShopDown, rack=b7, severity=sev9" in shown.stdout, shown
         # Resolved: the incident resolves; a re-sent resolution changes nothing.
         done = am_body(am_alert("resolved"), status="resolved")
         assert (await post(agent, "alertmanager", done))[1]["outcomes"] == {"resolved": 1}

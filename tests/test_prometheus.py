@@ -27,7 +27,15 @@ from aiohttp import web
 
 from tests import promstack
 from tests.promstack import Alertmanager, Prometheus
-from tests.support import ROOT, AgentProcess, Receiver, query, start_agent, wait_for
+from tests.support import (
+    ROOT,
+    AgentProcess,
+    Receiver,
+    free_port,
+    query,
+    start_agent,
+    wait_for,
+)
 
 API_TOKEN = "api-token-0123456789abcdef"
 INTAKE_TOKEN = "intake-token-0123456789abcdef"
@@ -65,12 +73,12 @@ class Target:
             await self.runner.cleanup()
 
 
-def agent_config(state: Path, receiver: Receiver) -> str:
+def agent_config(state: Path, receiver: Receiver, port: int = 0, checks: str = "") -> str:
     base = f"json://127.0.0.1:{receiver.port}"
     return f"""
 [agent]
 state_dir = "{state}"
-listen = "127.0.0.1:0"
+listen = "127.0.0.1:{port}"
 api_token = "{API_TOKEN}"
 
 [[contacts]]
@@ -93,6 +101,27 @@ notify = ["owner"]
 [intake]
 token = "{INTAKE_TOKEN}"
 policy = "chain"
+{checks}"""
+
+
+def observing_checks(port: int) -> str:
+    """Checks whose observations cover the metric families: timings, a status, a disk."""
+    return f"""
+[[checks]]
+name = "self"
+type = "http"
+url = "http://127.0.0.1:{port}/healthz"
+interval = "1s"
+timeout = "900ms"
+phase_timings = true
+fingerprint = true
+
+[[checks]]
+name = "server"
+type = "host"
+interval = "1s"
+timeout = "900ms"
+disks = ["/"]
 """
 
 
@@ -253,7 +282,9 @@ async def test_promtool_accepts_the_rules_and_the_agents_metrics(tmp_path: Path)
     code, out = await promstack.promtool("test", "rules", str(RULE_TESTS))
     assert code == 0 and "SUCCESS" in out, out
     receiver = await Receiver().start()
-    agent = await start_agent(agent_config(tmp_path / "state", receiver), tmp_path)
+    port = free_port()
+    agent = await start_agent(agent_config(tmp_path / "state", receiver, port,
+                                           observing_checks(port)), tmp_path)
     try:
         # An alert in, acknowledged and resolved: the incident metrics have samples.
         body = {"version": "4", "status": "firing", "alerts": [{
@@ -267,11 +298,22 @@ async def test_promtool_accepts_the_rules_and_the_agents_metrics(tmp_path: Path)
                 [incident] = (await r.json())["incidents"]
         await api(agent, "POST", f"/api/v1/incidents/{incident}/ack", {"by": "alice"})
         await api(agent, "POST", f"/api/v1/incidents/{incident}/resolve", {"by": "alice"})
-        _, text = await agent.get("/metrics")
+        observed = ('onwatch_check_observation_seconds{check="self",observation="connect"}',
+                    'onwatch_check_http_status_code{check="self"}',
+                    'onwatch_check_disk_free_ratio{check="server",path="/"}',
+                    'onwatch_check_observation_ratio{check="server",observation="memory_used"}',
+                    'onwatch_check_observation_bytes{check="server",observation="own_rss"}')
+
+        async def all_observed() -> str | None:
+            _, text = await agent.get("/metrics")
+            return text if all(f"\n{m} " in text for m in observed) else None
+
+        text = await wait_for(all_observed, 20, "every observation family exported")
         code, out = await promstack.promtool("check", "metrics", stdin=text.encode())
         assert code == 0, out
         assert "onwatch_incident_resolve_seconds_bucket" in text
-        assert "onwatch_check_observation{" not in text
+        assert "onwatch_check_observation{" not in text and "fingerprint" not in text
+        assert await agent.metric('onwatch_check_http_status_code{check="self"}') == 200.0
     finally:
         await agent.stop()
         await receiver.close()

@@ -15,7 +15,9 @@ nothing) and the outcome, one of `OUTCOMES` (a metric label):
 - resolved with nothing open (resolved before firing, a re-sent resolution,
   an older episode's) -> "ignored".
 
-An episode is identified by the alert's start time (`startsAt`).
+An episode is identified by the alert's start time (`startsAt`); a generic
+webhook that gives none (`episode_known` False) is in the same episode for as
+long as its incident is open.
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ def on_alert(current: Incident | None, ev: AlertEvent, *, now: float, new_id: in
              ) -> tuple[Transition | None, str]:
     if not ev.firing:
         return _resolved(current, ev, now)
-    if current is not None and ev.starts_at <= current.started_at + _SAME:
+    if current is not None and (ev.starts_at <= current.started_at + _SAME
+                                or (current.is_open and not ev.episode_known)):
         return None, "duplicate"  # this episode (or an older one) was seen already
     if current is not None and current.is_open:
         entry = TimelineEntry(now, Entry.ALERT_REFIRED, ev.source,
@@ -59,7 +62,8 @@ def opened(ev: AlertEvent, *, now: float, new_id: int) -> Transition:
 
 def _resolved(current: Incident | None, ev: AlertEvent, now: float
               ) -> tuple[Transition | None, str]:
-    if current is None or not current.is_open or ev.starts_at < current.started_at - _SAME:
-        return None, "ignored"
+    if current is None or not current.is_open or (
+            ev.episode_known and ev.starts_at < current.started_at - _SAME):
+        return None, "ignored"  # nothing open, or the resolution of an older episode
     tr = incidents.resolve(current, now=now, actor=ev.source, note=f"resolved in {ev.source}")
     return tr, ("resolved" if tr is not None else "ignored")

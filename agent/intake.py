@@ -66,6 +66,9 @@ class AlertEvent:
     url: str = ""
     #: Why the mapping fell back (an unknown severity or policy): for the timeline.
     notes: tuple[str, ...] = field(default=())
+    #: False when the sender gave no start time (`starts_at` stands in): a firing while
+    #: the incident is open is then the same episode, a retry, not a new one.
+    episode_known: bool = True
 
 
 def alertmanager(payload: Any, cfg: IntakeConfig) -> list[AlertEvent]:
@@ -112,7 +115,8 @@ def webhook(payload: Any, hook: Webhook, cfg: IntakeConfig, now: float) -> list[
         f"webhook:{hook.name}:{key[:MAX_LABEL_VALUE]}", hook.name, status == "firing", title,
         (_string(body, "reason", "the body") or title)[:MAX_REASON], Severity(severity),
         hook.policy,
-        labels, float(starts), url=_string(body, "url", "the body"))]
+        labels, float(starts), url=_string(body, "url", "the body"),
+        episode_known="starts_at" in body)]
 
 
 def _alert(raw: Any, where: str, cfg: IntakeConfig) -> AlertEvent:

@@ -7,6 +7,7 @@ way Alertmanager posts it; the real Alertmanager is in test_prometheus.py.
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -173,8 +174,11 @@ async def test_generic_webhook_opens_and_resolves(tmp_path: Path) -> None:
                  "labels": {"host": "nas"}}
         status, got = await post(agent, "webhook/backups", fired, token=API_TOKEN, in_path=True)
         assert (status, got["outcomes"]) == (200, {"opened": 1})
+        # A retry (no start time given) is the same episode; a later start is a new one.
         assert (await post(agent, "webhook/backups", fired, token=API_TOKEN)
-                )[1]["outcomes"] == {"updated": 1}
+                )[1]["outcomes"] == {"duplicate": 1}
+        assert (await post(agent, "webhook/backups", {**fired, "starts_at": time.time()},
+                           token=API_TOKEN))[1]["outcomes"] == {"updated": 1}
         await wait_for(lambda: _n(receiver, 1), 10, "the page")
         [row] = incidents(state)
         assert (row["title"], row["severity"], row["alert_key"]) == (

@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from tests.support import Receiver
+from tests.support import ROOT, Receiver
 from tests.systemd_root import Booted, require_booting
 from tests.test_e2e import Target
 
@@ -263,6 +263,23 @@ def test_backup_while_the_service_runs(env: dict[str, Any]) -> None:
     assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     assert db.execute("SELECT state FROM incidents WHERE id = 1").fetchone()[0] == "open"
     db.close()
+    # Restored as README says: stop, put the copy in place, start.
+    state = "/var/lib/private/onwatch"
+    for line in _readme_restore():
+        sys_.run(line.split())
+    assert state.endswith("onwatch") and "[open" in sys_.run(["onwatch", "show", "1"]).stdout
+    wait_until(lambda: "1 open incident" in sys_.run(
+        ["systemctl", "show", "-p", "StatusText", "--value", "onwatch"]).stdout, 20,
+        "the restored agent with its open incident")
+
+
+def _readme_restore() -> list[str]:
+    """The restore commands of README.md, as written there (without sudo, with this copy)."""
+    text = (ROOT / "README.md").read_text()
+    block = text[text.index("**Restore**"):].split("```sh", 1)[1].split("```", 1)[0]
+    lines = [ln.split("#", 1)[0].strip().removeprefix("sudo ") for ln in block.splitlines()]
+    return [ln.replace("/root/backups/onwatch-20260101-120000.db", "/root/onwatch-backup.db")
+            for ln in lines if ln]
 
 
 def test_journal_priorities(env: dict[str, Any]) -> None:

@@ -56,6 +56,31 @@ def build_parser(commands: Mapping[str, Command]) -> argparse.ArgumentParser:
     sp.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
     sp = command("show", "show one incident and its timeline")
     sp.add_argument("id", type=int, help="the incident's number")
+    _incident_commands(command)
+    sp = command("maintenance", "start, list or end maintenance windows (nothing pages)")
+    sp.add_argument("action", choices=("start", "list", "end"), help="what to do")
+    sp.add_argument("id", nargs="?", type=int, help="the window to end")
+    sp.add_argument("--check", action="append", help="a check (repeatable)")
+    sp.add_argument("--tag", action="append", help="every check with this tag (repeatable)")
+    sp.add_argument("--for", dest="duration", default="1h", help='how long, e.g. "2h"')
+    sp.add_argument("--reason", default="", help="why (shown in the list and the timeline)")
+    _by(sp, "who starts or ends it")
+    sp = command("test-notify", "send a test message through every channel of a contact")
+    sp.add_argument("contact", help="the contact's name in the config")
+    sp.add_argument("--wait", type=_seconds, default=120.0,
+                    help="how long to wait for the answer on reply channels (default 120s)")
+    sp = command("backup", "copy the store consistently, also while the agent runs")
+    sp.add_argument("dest", metavar="DEST",
+                    help="a new file, or a directory to put onwatch-YYYYMMDD-HHMMSS.db in")
+    from agent.cli_report import register  # it imports this module's EXIT_USAGE
+
+    register(command)
+    return p
+
+
+def _incident_commands(command: Callable[[str, str], argparse.ArgumentParser]) -> None:
+    """ack, resolve, note, declare and update: what people do to incidents (through the
+    agent)."""
     sp = command("ack", "acknowledge an incident (stops its escalation)")
     sp.add_argument("id", type=int, help="the incident's number")
     _by(sp, "who acknowledges")
@@ -76,30 +101,11 @@ def build_parser(commands: Mapping[str, Command]) -> argparse.ArgumentParser:
                                      "severity's route, else [defaults] policy)")
     sp.add_argument("--reason", default="", help="more detail, shown in the pages")
     _by(sp, "who declares")
-    sp = command("maintenance", "start, list or end maintenance windows (nothing pages)")
-    sp.add_argument("action", choices=("start", "list", "end"), help="what to do")
-    sp.add_argument("id", nargs="?", type=int, help="the window to end")
-    sp.add_argument("--check", action="append", help="a check (repeatable)")
-    sp.add_argument("--tag", action="append", help="every check with this tag (repeatable)")
-    sp.add_argument("--for", dest="duration", default="1h", help='how long, e.g. "2h"')
-    sp.add_argument("--reason", default="", help="why (shown in the list and the timeline)")
-    _by(sp, "who starts or ends it")
     sp = command("update", "post a public update (status page, subscribers) on an incident")
     sp.add_argument("id", type=int, help="the incident")
     sp.add_argument("--public", required=True, metavar="TEXT",
                     help="what customers read: plain words, no internal detail")
     _by(sp, "who posts it")
-    sp = command("test-notify", "send a test message through every channel of a contact")
-    sp.add_argument("contact", help="the contact's name in the config")
-    sp.add_argument("--wait", type=_seconds, default=120.0,
-                    help="how long to wait for the answer on reply channels (default 120s)")
-    sp = command("backup", "copy the store consistently, also while the agent runs")
-    sp.add_argument("dest", metavar="DEST",
-                    help="a new file, or a directory to put onwatch-YYYYMMDD-HHMMSS.db in")
-    from agent.cli_report import register  # it imports this module's EXIT_USAGE
-
-    register(command)
-    return p
 
 
 def _seconds(text: str) -> float:

@@ -17,8 +17,12 @@ by a real one. So:
 - `Booted.start()` puts a fresh overlay on top of the cached root (the cache
   is the read-only lower layer, every run writes to its own upper layer),
   copies the checkout to /usr/src/onwatch in it, and boots
-  `systemd --system` there: `unshare --pid --fork --mount`, `/` made private,
-  proc, sys, dev, a tmpfs on /run and /tmp, `pivot_root`. `run()` drives it
+  `systemd --system` there: `unshare --pid --fork --mount` (and its own
+  cgroup, UTS and IPC namespaces, so that it sets no host name and makes no
+  cgroups on the host), `/` made private, proc, a read-only sys, a /dev of
+  a few nodes, a tmpfs on /run and /tmp, `pivot_root`. Units that would
+  reach the host's kernel (sysctl, binfmt, udev, modules, the clock) are
+  masked in each copy. `run()` drives it
   from outside with `nsenter -t PID -m -p`. `stop()` kills the namespace's
   PID 1 (and with it everything inside), unmounts and removes the layers.
 
@@ -58,10 +62,19 @@ PACKAGES = "systemd,systemd-sysv,python3,python3-venv,dbus"
 MIRROR = os.environ.get("ONWATCH_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 STAMP = ".onwatch-root-version"
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-#: Units that make no sense in a namespace without a console, or only slow the boot.
+#: Masked in every booted copy: units that need a console, that would reach out of the
+#: namespaces into the host's kernel (its clock, sysctls, binfmt, modules, devices,
+#: seats), or that only slow the boot.
 MASKED = ("getty@.service", "serial-getty@.service", "console-getty.service",
-          "getty.target", "systemd-timesyncd.service", "apt-daily.timer",
-          "apt-daily-upgrade.timer", "e2scrub_all.timer", "fstrim.timer")
+          "getty.target", "systemd-timesyncd.service", "systemd-sysctl.service",
+          "systemd-binfmt.service", "proc-sys-fs-binfmt_misc.automount",
+          "systemd-modules-load.service", "systemd-udevd.service",
+          "systemd-udev-trigger.service", "systemd-udev-settle.service",
+          "systemd-logind.service", "systemd-journald-audit.socket",
+          "sys-kernel-config.mount", "sys-fs-fuse-connections.mount",
+          "systemd-hwdb-update.service", "systemd-random-seed.service",
+          "apt-daily.timer", "apt-daily-upgrade.timer", "e2scrub_all.timer",
+          "fstrim.timer")
 
 
 def _under_ci() -> bool:
@@ -107,10 +120,6 @@ def debian_root() -> Path:
             subprocess.run(["debootstrap", "--variant=minbase", f"--include={PACKAGES}",
                             "bookworm", str(tmp), MIRROR], check=True, capture_output=True,
                            timeout=900)
-            etc = tmp / "etc" / "systemd" / "system"
-            for unit in MASKED:
-                (etc / unit).unlink(missing_ok=True)
-                (etc / unit).symlink_to("/dev/null")
             (tmp / "etc" / "hostname").write_text("onwatch-test\n")
             (tmp / "etc" / "machine-id").write_text("")  # systemd makes one at boot
             (tmp / STAMP).write_text(ROOT_VERSION + "\n")
@@ -161,8 +170,18 @@ R="$1"
 mount --make-rprivate /
 mount --bind "$R" "$R"
 mount -t proc proc "$R/proc"
-mount -t sysfs sysfs "$R/sys"
-mount --rbind /dev "$R/dev"
+# Read-only, as in a container: nothing in here manages the host's devices.
+mount -t sysfs -o ro sysfs "$R/sys"
+# A /dev of its own with the few nodes a system needs, not the host's devices.
+mount -t tmpfs -o mode=755,nosuid tmpfs "$R/dev"
+for n in null zero full random urandom tty; do
+    touch "$R/dev/$n"
+    mount --bind "/dev/$n" "$R/dev/$n"
+done
+mkdir -p "$R/dev/pts" "$R/dev/shm" "$R/dev/mqueue"
+mount -t devpts -o newinstance,ptmxmode=0666,mode=620 devpts "$R/dev/pts"
+ln -s pts/ptmx "$R/dev/ptmx"
+mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs "$R/dev/shm"
 mount -t tmpfs -o mode=755 tmpfs "$R/run"
 mount -t tmpfs -o mode=1777 tmpfs "$R/tmp"
 cd "$R"
@@ -226,6 +245,10 @@ class Booted:
         subprocess.run(["mount", "-t", "overlay", "overlay", "-o",
                         f"lowerdir={lower},upperdir={self.work / 'upper'},"
                         f"workdir={self.work / 'ovwork'}", str(self.root)], check=True)
+        etc = self.root / "etc" / "systemd" / "system"
+        for unit in MASKED:
+            (etc / unit).unlink(missing_ok=True)
+            (etc / unit).symlink_to("/dev/null")
         _copy_checkout(self.root / "usr" / "src" / "onwatch")
         shutil.copytree(wheels, self.root / "var" / "cache" / "onwatch-wheels")
         log = open(self.work / "systemd.log", "wb")  # noqa: SIM115 - closed with the process
@@ -234,8 +257,8 @@ class Booted:
         for group in self.cgroups:
             group.mkdir()
         enter = "".join(f'echo $$ > "{g}/cgroup.procs"; ' for g in self.cgroups)
-        self.proc = subprocess.Popen(["sh", "-c", enter + 'exec unshare --cgroup --pid --fork '
-                                      '--mount sh -c "$0" boot "$1"', _BOOT, str(self.root)],
+        unshare = "exec unshare --cgroup --uts --ipc --pid --fork --mount sh -c \"$0\" boot \"$1\""
+        self.proc = subprocess.Popen(["sh", "-c", enter + unshare, _BOOT, str(self.root)],
                                      stdin=subprocess.DEVNULL, stdout=log, stderr=log)
         log.close()
         deadline = time.monotonic() + timeout

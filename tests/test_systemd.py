@@ -241,14 +241,23 @@ name = "receiver"
 type = "tcp"
 host = "127.0.0.1"
 port = {receiver.port}
+
+[[checks]]
+name = "loopback-ping"
+type = "icmp"
+host = "127.0.0.1"
+wait = "500ms"
 """))
     sys_.run(["systemctl", "reload", "onwatch"])
     wait_until(lambda: _metric(sys_, "onwatch_config_last_reload_successful") == 1.0, 15,
                "the good reload in /metrics")
     wait_until(lambda: _metric(sys_, 'onwatch_check_up{check="receiver"}') == 1.0, 15,
                "the added check to run")
+    # icmp under the hardened unit: CAP_NET_RAW is all it keeps, and it works.
+    wait_until(lambda: _metric(sys_, 'onwatch_check_up{check="loopback-ping"}') == 1.0, 15,
+               "the icmp check up")
     assert _main_pid(sys_) == pid
-    wait_until(lambda: "watching 2 checks, 1 open incident" in sys_.run(
+    wait_until(lambda: "watching 3 checks, 1 open incident" in sys_.run(
         ["systemctl", "show", "-p", "StatusText", "--value", "onwatch"]).stdout, 10,
         "STATUS= to say so")
     assert len([t for t in _pages(receiver, "/frontline") if t.startswith("[DOWN]")]) == 1

@@ -15,6 +15,7 @@ import asyncio
 import gc
 import signal
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
@@ -79,12 +80,7 @@ async def _serve(config: Config, stop: asyncio.Event, reload_from: Path | None) 
     status = StatusService(config, runner, link_key, clock)
     app = web.build_app(runner, api_token, ctx)
     apps.add_private(app, status.site)
-    try:
-        site, address = await web.start(app, config.agent.listen_host, config.agent.listen_port)
-    except OSError as exc:
-        store.close()
-        raise StartError(f"cannot listen on {config.agent.listen_host}:{config.agent.listen_port}:"
-                         f" {exc.strerror or exc}; change [agent] listen") from None
+    site, address = await _listen(config, app, store)
     public, public_address = await _public(config, runner, ctx, status, site, store)
     engine.public_url = config.agent.public_url or f"http://{public_address or address}"
     status.public_url = engine.public_url
@@ -120,27 +116,60 @@ async def _serve(config: Config, stop: asyncio.Event, reload_from: Path | None) 
     try:
         await stop.wait()
     finally:
-        log.info("agent_stopping")
-        systemd.notify("STOPPING=1")
-        app[web.STOPPING_KEY][0] = True
-        for task in side_tasks:
-            task.cancel()
-        await asyncio.gather(*side_tasks, return_exceptions=True)
-        await scheduler.stop(DRAIN_GRACE)
-        engine.stop()
-        await asyncio.wait({engine_task}, timeout=1.0)
-        await dispatcher.stop(DRAIN_GRACE)
-        await status.stop(DRAIN_GRACE)
-        await replies.stop()
-        await ctx.close()
-        if public is not None:
-            await public.cleanup()
-        await site.cleanup()
-        store.close()
+        await _drain(_Running(app, side_tasks, scheduler, engine, engine_task, dispatcher,
+                              status, replies, ctx, public, site, store))
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
         log.info("agent_stopped")
 
+
+async def _listen(config: Config, app: aiohttp_web.Application, store: Store
+                  ) -> tuple[aiohttp_web.AppRunner, str]:
+    try:
+        return await web.start(app, config.agent.listen_host, config.agent.listen_port)
+    except OSError as exc:
+        store.close()
+        raise StartError(f"cannot listen on {config.agent.listen_host}:{config.agent.listen_port}:"
+                         f" {exc.strerror or exc}; change [agent] listen") from None
+
+
+@dataclass(frozen=True, slots=True)
+class _Running:
+    """What a running agent has started, in the order it started it."""
+
+    app: aiohttp_web.Application
+    side_tasks: list[asyncio.Task[None]]
+    scheduler: Scheduler
+    engine: Engine
+    engine_task: asyncio.Task[None]
+    dispatcher: Dispatcher
+    status: StatusService
+    replies: ReplyHub
+    ctx: ProbeContext
+    public: aiohttp_web.AppRunner | None
+    site: aiohttp_web.AppRunner
+    store: Store
+
+
+async def _drain(r: _Running) -> None:
+    """Stop starting work, give what is in flight a bounded grace, close everything."""
+    log.info("agent_stopping")
+    systemd.notify("STOPPING=1")
+    r.app[web.STOPPING_KEY][0] = True
+    for task in r.side_tasks:
+        task.cancel()
+    await asyncio.gather(*r.side_tasks, return_exceptions=True)
+    await r.scheduler.stop(DRAIN_GRACE)
+    r.engine.stop()
+    await asyncio.wait({r.engine_task}, timeout=1.0)
+    await r.dispatcher.stop(DRAIN_GRACE)
+    await r.status.stop(DRAIN_GRACE)
+    await r.replies.stop()
+    await r.ctx.close()
+    if r.public is not None:
+        await r.public.cleanup()
+    await r.site.cleanup()
+    r.store.close()
 
 def _open_state(config: Config) -> tuple[Store, bytes, str]:
     """The store, the link-signing key and the API token, or a StartError naming why not."""

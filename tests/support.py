@@ -208,6 +208,11 @@ class AgentProcess:
     def events(self, name: str) -> list[dict[str, Any]]:
         return [e for e in self.log_lines if e.get("event") == name]
 
+    async def event(self, name: str, timeout: float = 5.0) -> dict[str, Any]:
+        """The first log event of that name, waiting for it: the log is read
+        from a pipe, so it can arrive after the effect a test has just seen."""
+        return (await wait_for(lambda: self.events(name), timeout, f"a {name} log event"))[0]
+
     async def get(self, path: str) -> tuple[int, str]:
         async with aiohttp.ClientSession() as s, s.get(self.base_url + path) as r:
             return r.status, await r.text()

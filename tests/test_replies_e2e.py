@@ -103,7 +103,7 @@ async def finish(agent: AgentProcess, state: Path, receiver: Receiver, channel: 
     wait = inc["opened_at"] + step2 + 1.0 - time.time()
     await asyncio.sleep(max(0.0, wait))  # past step 2's due time
     assert to(receiver, "owner") == [], "step 2 was sent after the acknowledgement"
-    assert agent.events("reply_accepted")[0]["channel"] == channel
+    assert (await agent.event("reply_accepted"))["channel"] == channel
 
 
 async def _got(receiver: Receiver, who: str, word: str) -> bool:
@@ -211,7 +211,7 @@ async def test_pushover_receipt_acknowledges_and_records_who(tmp_path: Path) -> 
         receipt = next(iter(po.receipts))
         po.acknowledge(receipt, "uQiRzpo4DXghDmr9QzzfQu27cmVRsG", "alices-phone")
         await wait_for(lambda: acknowledged(state), 12, "acknowledged (a receipt poll a 5 s)")
-        assert "pushover user on alices-phone" in agent.events("reply_accepted")[0]["who"]
+        assert "pushover user on alices-phone" in (await agent.event("reply_accepted"))["who"]
         await wait_for(lambda: _true([m for m in po.sent if "escalation stopped" in
                                       m["message"]]), 10, "the confirmation")
         await finish(agent, state, receiver, "pushover", PUSHOVER_STEP2)

@@ -111,11 +111,11 @@ async def test_a_full_disk_delays_the_store_not_the_page(small_disk: Path,
             "store_error"]
         assert health["checks_down"] == ["pos"]
         assert (await agent.metric("onwatch_store_errors_total") or 0) >= 1
-        assert agent.events("store_write_failed")
+        assert await agent.event("store_write_failed")
         # Space returns: the incident is stored with the times it happened at.
         filler.unlink()
         await wait_for(lambda: _healthy(agent), 15, "healthz 200 again")
-        assert agent.events("store_write_recovered")
+        assert await agent.event("store_write_recovered")
     finally:
         assert await agent.stop() == 0
         await receiver.close()

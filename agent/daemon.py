@@ -3,10 +3,12 @@
 Order matters: the state directory's lock is taken first (one agent per store;
 a second one stops naming the PID that holds it), then the store is opened (a
 state directory that cannot be written stops the start with its path named),
-then state is restored from it, then the web server binds (an address in use
+then state is restored from it (open incidents, and what every baseline had
+learned: agent/learning.py), then the web server binds (an address in use
 is named), and only then do checks start. On a signal the scheduler stops
 starting probes, probes and deliveries in flight get a bounded grace period,
-and whatever was cut off stays due in the outbox for the next start.
+the baselines' learned state is written, and whatever was cut off stays due in
+the outbox for the next start.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from pathlib import Path
 import structlog
 from aiohttp import web as aiohttp_web
 
-from agent import links, reload, service, systemd, web
+from agent import learning, links, reload, service, systemd, web
 from agent.config import Config
 from agent.engine import Engine
 from agent.metrics import Metrics
@@ -76,6 +78,8 @@ async def _serve(config: Config, stop: asyncio.Event, reload_from: Path | None) 
     engine = Engine(config, store, metrics, link_key, clock)
     runner = Runner(config, engine, metrics, clock)
     runner.restore()
+    keeper = learning.Keeper(runner, store, metrics.store_errors.inc)
+    keeper.restore()  # before the first result, which would start learning afresh
     ctx = ProbeContext(clock)
     status = StatusService(config, runner, link_key, clock)
     app = web.build_app(runner, api_token, ctx)
@@ -101,6 +105,7 @@ async def _serve(config: Config, stop: asyncio.Event, reload_from: Path | None) 
     await asyncio.sleep(0)  # the first pass: every check task has its first due time
     side_tasks = service.start_tasks(config, scheduler, store, metrics.registry)
     side_tasks.append(asyncio.create_task(_clock_watch(clock), name="clock-watch"))
+    side_tasks.append(asyncio.create_task(keeper.run(), name="baseline-keeper"))
     reloader = reload.Reloader(config, reload_from, metrics.registry,
                                reload.applier(engine, runner, dispatcher, scheduler))
     loop.add_signal_handler(signal.SIGHUP, reloader.request)
@@ -117,7 +122,7 @@ async def _serve(config: Config, stop: asyncio.Event, reload_from: Path | None) 
         await stop.wait()
     finally:
         await _drain(_Running(app, side_tasks, scheduler, engine, engine_task, dispatcher,
-                              status, replies, ctx, public, site, store))
+                              status, replies, ctx, public, site, store, keeper))
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
         log.info("agent_stopped")
@@ -149,6 +154,7 @@ class _Running:
     public: aiohttp_web.AppRunner | None
     site: aiohttp_web.AppRunner
     store: Store
+    keeper: learning.Keeper
 
 
 async def _drain(r: _Running) -> None:
@@ -160,6 +166,7 @@ async def _drain(r: _Running) -> None:
         task.cancel()
     await asyncio.gather(*r.side_tasks, return_exceptions=True)
     await r.scheduler.stop(DRAIN_GRACE)
+    r.keeper.save()  # after the last result: what a clean restart continues from
     r.engine.stop()
     await asyncio.wait({r.engine_task}, timeout=1.0)
     await r.dispatcher.stop(DRAIN_GRACE)

@@ -143,6 +143,10 @@ class Runner:
     def health(self, name: str) -> Health:
         return self._states[name].outage.health
 
+    def state(self, name: str) -> CheckState | None:
+        """The check's detection state (agent/learning.py stores what it learned)."""
+        return self._states.get(name)
+
     def _hold(self, check: CheckConfig) -> str | None:
         """Why a confirmed outage of `check` must not page now; None when it may (or is
         already open, so that nothing about it changes)."""

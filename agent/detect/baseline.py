@@ -297,6 +297,11 @@ class Baseline:
             "likelihood": self._last_likelihood,
         }
 
+    @property
+    def samples(self) -> int:
+        """Samples learned so far (a restored baseline goes on counting)."""
+        return self._n
+
     def snapshot(self) -> dict[str, object]:
         """Everything needed to continue exactly where this one stopped (JSON-safe)."""
         return save_slots(self, FORMAT, self.params, self.STATE)

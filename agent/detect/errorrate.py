@@ -151,6 +151,11 @@ class ErrorRate:
     def degraded(self) -> bool:
         return self._degraded
 
+    @property
+    def samples(self) -> int:
+        """Runs learned so far."""
+        return self._n
+
     def snapshot(self) -> dict[str, object]:
         return save_slots(self, FORMAT, self.params, self.STATE)
 

@@ -31,7 +31,7 @@ from agent.cli_parser import DEFAULT_CONFIG, build_parser
 from agent.config import Config, ConfigError
 
 if TYPE_CHECKING:
-    from agent.store.sqlite import Store
+    from agent.store.base import Store
 
 EXIT_OK, EXIT_FAIL, EXIT_CONFIG = 0, 1, 2
 
@@ -115,13 +115,14 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def _store(args: argparse.Namespace) -> Store | int:
     """The store of the config in `args`, read-only; or the exit code of the problem."""
-    from agent.store.sqlite import Store, StoreDamaged, StoreError
+    from agent.store.base import StoreError, open_store
+    from agent.store.sqlite import StoreDamaged
 
     cfg = _load(args.config)
     if cfg is None:
         return EXIT_CONFIG
     try:
-        return Store.open(cfg.agent.state_dir, readonly=True)
+        return open_store(cfg, readonly=True)
     except StoreError as exc:
         print(f"onwatch: {exc}", file=sys.stderr)
         return EXIT_CONFIG if isinstance(exc, StoreDamaged) else EXIT_FAIL
@@ -319,6 +320,8 @@ def cmd_maintenance(args: argparse.Namespace) -> int:
 
 def cmd_backup(args: argparse.Namespace) -> int:
     """A consistent copy of the store through SQLite's online backup, agent running or not."""
+    from agent.store.base import StoreError
+
     store = _store(args)
     if isinstance(store, int):
         return store
@@ -330,6 +333,9 @@ def cmd_backup(args: argparse.Namespace) -> int:
         return EXIT_FAIL
     try:
         store.backup(dest)
+    except StoreError as exc:  # a store that cannot be copied to a file (PostgreSQL)
+        print(f"onwatch: {exc}", file=sys.stderr)
+        return EXIT_FAIL
     except (OSError, sqlite3.Error) as exc:
         print(f"onwatch: cannot write {dest}: {exc}", file=sys.stderr)
         return EXIT_FAIL

@@ -34,8 +34,8 @@ from agent.replies import ReplyHub
 from agent.runner import Runner
 from agent.scheduler import Scheduler
 from agent.steadyclock import SteadyClock
+from agent.store.base import Store, StoreError, open_store
 from agent.store.lock import LockHeld, StateLock
-from agent.store.sqlite import Store, StoreError
 from agent.storm import StormPolicy
 from checks.base import ProbeContext
 
@@ -181,7 +181,7 @@ async def _drain(r: _Running) -> None:
 def _open_state(config: Config) -> tuple[Store, bytes, str]:
     """The store, the link-signing key and the API token, or a StartError naming why not."""
     try:
-        store = Store.open(config.agent.state_dir)
+        store = open_store(config)
     except StoreError as exc:
         raise StartError(str(exc)) from None
     try:

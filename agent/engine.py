@@ -37,8 +37,8 @@ from agent.intake import AlertEvent
 from agent.metrics import Metrics
 from agent.pending import RETRY_S, PendingWrites
 from agent.policy import EscalationStep, Policy, Route
+from agent.store.base import Store
 from agent.store.records import OutboxMessage
-from agent.store.sqlite import Store
 from agent.vocab import PAGING_EVENTS, Change, Entry, IncidentKind, Severity, Via
 from checks.registry import KINDS
 from notifiers import messages

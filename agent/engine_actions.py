@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from agent.errors import Conflict, NotFound
 from agent.incidents import TimelineEntry
-from agent.store.sqlite import Store
+from agent.store.base import Store
 from agent.vocab import Entry
 
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import sqlite3
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -36,8 +35,8 @@ from agent.config_notify import DeliveryPolicy
 from agent.incidents import TimelineEntry
 from agent.metrics import Metrics
 from agent.pending import PendingWrites
+from agent.store.base import Store
 from agent.store.records import OutboxMessage
-from agent.store.sqlite import Store
 from agent.storm import StormGate, StormPolicy, bundle
 from agent.vocab import Entry
 from notifiers.channels import ChannelResult, Message
@@ -117,14 +116,14 @@ class Dispatcher:
             log.warning("notification_sent_from_memory", incident=m.incident_id,
                         contact=m.contact, message_id=m.id, delivered=ok)
             if self.pending is None or not self.pending.settle(m.id, ok, self._clock()):
-                with contextlib.suppress(sqlite3.Error):  # stored by now: record as usual
+                with contextlib.suppress(*self._store.errors):  # stored by now: record as usual
                     self._record(m, a.contact, a.results, a.dead)
 
     async def _run(self) -> None:
         while not self._stopping:
             try:
                 await self._pass()
-            except sqlite3.Error as exc:  # the store refuses writes: wait, then go on
+            except self._store.errors as exc:  # the store refuses writes: wait, then go on
                 self._metrics.store_errors.inc()
                 log.error("outbox_store_failed", error=str(exc))
                 await asyncio.sleep(1.0)

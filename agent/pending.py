@@ -21,7 +21,6 @@ never reuses one.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -29,8 +28,8 @@ from typing import Any
 import structlog
 
 from agent.incidents import Incident, TimelineEntry
+from agent.store.base import Store
 from agent.store.records import OutboxMessage
-from agent.store.sqlite import Store
 from agent.vocab import Entry
 
 log = structlog.get_logger(__name__)
@@ -119,7 +118,7 @@ class PendingWrites:
                                                  last_error=None, dead_channels="[]")
                     for write in w.after:
                         write()
-        except sqlite3.Error as exc:
+        except store.errors as exc:
             for w in self._writes.values():  # the engine sends them from memory now
                 w.in_flight.update(w.messages)
             self.failures += 1

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sqlite3
 import time
 from collections.abc import Callable
 
@@ -35,7 +34,7 @@ from agent import systemd
 from agent.config import Config
 from agent.scheduler import Scheduler
 from agent.store import upkeep
-from agent.store.sqlite import Store
+from agent.store.base import Store
 
 log = structlog.get_logger(__name__)
 
@@ -68,7 +67,7 @@ def status_line(checks: int, open_incidents: int) -> str:
 def status(scheduler: Scheduler, store: Store) -> str:
     try:
         open_now = len(store.open_incidents())
-    except sqlite3.Error:
+    except store.errors:
         return f"watching {scheduler.check_count()} checks; the store does not answer"
     return status_line(scheduler.check_count(), open_now)
 
@@ -81,7 +80,7 @@ def store_problem(store: Store) -> str | None:
     """None when the store takes a write, else why not (disk full, file gone, locked)."""
     try:
         store.touch()
-    except sqlite3.Error as exc:
+    except store.errors as exc:
         return str(exc)
     return None
 

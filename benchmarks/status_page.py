@@ -54,7 +54,7 @@ from throughput import (  # noqa: E402  (a sibling script, not a package)
 )
 
 from agent.status.view import dates  # noqa: E402
-from agent.store.sqlite import Store  # noqa: E402
+from agent.store.sqlite import SqliteStore  # noqa: E402
 from agent.store.status import StatusStore  # noqa: E402
 
 
@@ -80,7 +80,7 @@ def write_config(tmp: Path, port: int, checks: int, components: int) -> Path:
 
 def seed(state: Path, checks: int) -> None:
     """90 days of rollup rows per check, a few days with problems."""
-    store = Store.open(state)
+    store = SqliteStore.open(state)
     status = StatusStore(store)
     days = dates(90, ZoneInfo("UTC"), time.time())
     rows = [(f"c{i}", d, 86400.0 - (600.0 if (i + k) % 17 == 0 else 0.0),

@@ -42,7 +42,7 @@ def row(store: Store, msg_id: str = "m1") -> dict[str, object]:
     found = [m for m in store.due_messages(now=1e12, limit=1000) if m.id == msg_id]
     if found:
         return {"status": found[0].status, "attempts": found[0].attempts}
-    r = store._db.execute("SELECT status, attempts, dead_channels FROM outbox WHERE id = ?",
+    r = store.db.execute("SELECT status, attempts, dead_channels FROM outbox WHERE id = ?",
                           (msg_id,)).fetchone()
     return {"status": r[0], "attempts": r[1], "dead": json.loads(r[2])}
 

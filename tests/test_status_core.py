@@ -166,7 +166,7 @@ def test_rollup_stays_about_one_row_per_check_and_day(store: StatusStore) -> Non
         if k % 100 == 0:
             r.flush(NOW + 60 * k)
     r.flush(NOW + 3 * 86400)
-    rows = store.store.conn.execute("SELECT COUNT(*) FROM uptime_daily").fetchone()[0]
+    rows = store.store.db.execute("SELECT COUNT(*) FROM uptime_daily").fetchone()[0]
     assert rows == 4  # today, two whole days, and the fourth day's start
 
 

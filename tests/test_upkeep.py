@@ -61,9 +61,9 @@ def test_pruning_works_in_bounded_batches(tmp_path: Path) -> None:
     store = Store.open(tmp_path)
     for i in range(1, 26):
         _incident(store, i, START, resolved=True)
-    first = upkeep.prune(store._db, START + 500 * DAY - RETENTION, batch=4, max_batches=3)
+    first = upkeep.prune(store, START + 500 * DAY - RETENTION, batch=4, max_batches=3)
     assert (first.incidents, first.more) == (12, True)
-    rest = upkeep.prune(store._db, START + 500 * DAY - RETENTION, batch=4, max_batches=10)
+    rest = upkeep.prune(store, START + 500 * DAY - RETENTION, batch=4, max_batches=10)
     assert (rest.incidents, rest.more) == (13, False)
     assert _count(store, "timeline") == 0 and _count(store, "outbox") == 0
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from agent.incidents import Incident
 from agent.report.facts import IncidentFacts, incident_facts
-from agent.store.sqlite import Store
+from agent.store.base import Store
 
 
 def facts_of(store: Store, inc: Incident, now: float) -> IncidentFacts:

@@ -1,4 +1,5 @@
-"""The status page's tables, in the same SQLite file: uptime, public notices, subscribers.
+"""The status page's tables, in the same store (SQLite or PostgreSQL): uptime, public
+notices, subscribers.
 
 - `uptime_daily`: one row per check and local day (up, down and maintenance
   seconds), upserted in batches and pruned past RETAIN_DAYS: about 90 rows a
@@ -18,11 +19,10 @@ from __future__ import annotations
 
 import json
 import secrets
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from agent.store.sqlite import Store
+from agent.store.base import Db, Store
 
 RETAIN_DAYS = 100
 #: Subscriber mail delivered, failed or dropped is kept this long (for a person asking why).
@@ -97,9 +97,9 @@ class Mail:
 class StatusStore:
     def __init__(self, store: Store, *, create: bool = True) -> None:
         self.store = store
-        self._db: sqlite3.Connection = store.conn
+        self._db: Db = store.db
         if create:  # additive only, like the main schema: never drops anything
-            self._db.executescript(_SCHEMA)
+            store.create_tables(_SCHEMA)
 
     # uptime ------------------------------------------------------------------
 
@@ -131,11 +131,11 @@ class StatusStore:
     def add_notice(self, *, kind: str, at: float, text: str, components: Sequence[str],
                    incident_id: int | None = None, window_id: str | None = None,
                    by: str = "") -> int:
-        cur = self._db.execute(
+        row = self._db.execute(
             "INSERT INTO public_notices (incident_id, window_id, kind, at, text, components, by)"
-            " VALUES (?,?,?,?,?,?,?)",
-            (incident_id, window_id, kind, at, text, json.dumps(list(components)), by))
-        return int(cur.lastrowid or 0)
+            " VALUES (?,?,?,?,?,?,?) RETURNING id",
+            (incident_id, window_id, kind, at, text, json.dumps(list(components)), by)).fetchone()
+        return int(row[0])
 
     def notices(self, *, since: float = 0.0, incident_id: int | None = None,
                 limit: int = 500) -> list[Notice]:

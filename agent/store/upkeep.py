@@ -1,6 +1,6 @@
 """The store over years: retention in small batches, and space given back.
 
-`prune(conn, cutoff)` deletes what finished before `cutoff` (a wall-clock
+`prune(store, cutoff)` deletes what finished before `cutoff` (a wall-clock
 time the caller computes as now minus `[agent] retention`):
 
 - resolved incidents resolved before it, with their timelines and their
@@ -12,10 +12,11 @@ time the caller computes as now minus `[agent] retention`):
 
 It works in batches of `batch` incidents, each batch one short transaction
 (the agent's writes are never held up for long), and at most `max_batches`
-per call; what is left is pruned by the next call. Then `PRAGMA
-incremental_vacuum` hands the freed pages back to the file system, so that
-a store whose traffic is steady stops growing (new stores are made with
-auto_vacuum=INCREMENTAL; see migrations.py).
+per call; what is left is pruned by the next call. The same
+statements run on both stores. Then, on SQLite, `PRAGMA incremental_vacuum`
+hands the freed pages back to the file system, so that a store whose traffic
+is steady stops growing (new stores are made with auto_vacuum=INCREMENTAL; see
+migrations.py); PostgreSQL's autovacuum does that part there.
 
 `run(...)` is the agent's loop: a pass at start and every `every` seconds.
 Pure of clocks: the time comes from the `clock` argument (tests pass a fake).
@@ -27,10 +28,14 @@ import asyncio
 import functools
 import sqlite3
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 import structlog
+
+if TYPE_CHECKING:
+    from agent.store.base import Db
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -54,52 +59,56 @@ class Pruned:
         return bool(self.incidents or self.messages or self.windows)
 
 
-def _tx(conn: sqlite3.Connection, work: Callable[[], T]) -> T:
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        n = work()
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
-    return n
+class _Sql(Protocol):
+    """What pruning needs of a store: statements and transactions (either store)."""
+
+    @property
+    def db(self) -> Db: ...
+    def tx(self) -> AbstractContextManager[None]: ...
 
 
-def _old_incidents(conn: sqlite3.Connection, cutoff: float, batch: int) -> list[int]:
-    rows = conn.execute(
+def _tx(store: _Sql, work: Callable[[], T]) -> T:
+    with store.tx():
+        return work()
+
+
+def _old_incidents(db: Db, cutoff: float, batch: int) -> list[int]:
+    rows = db.execute(
         "SELECT id FROM incidents AS i WHERE state = 'resolved' AND resolved_at < ? "
         "AND NOT EXISTS (SELECT 1 FROM outbox WHERE incident_id = i.id AND status = 'due') "
         "ORDER BY resolved_at LIMIT ?", (cutoff, batch)).fetchall()
     return [int(r[0]) for r in rows]
 
 
-def _delete_incidents(conn: sqlite3.Connection, ids: list[int]) -> tuple[int, int]:
+def _delete_incidents(db: Db, ids: list[int]) -> tuple[int, int]:
     marks = ",".join("?" * len(ids))
-    conn.execute(f"DELETE FROM timeline WHERE incident_id IN ({marks})", ids)
-    conn.execute(f"DELETE FROM actions WHERE incident_id IN ({marks})", ids)
-    messages = conn.execute(f"DELETE FROM outbox WHERE incident_id IN ({marks})", ids).rowcount
-    incidents = conn.execute(f"DELETE FROM incidents WHERE id IN ({marks})", ids).rowcount
+    db.execute(f"DELETE FROM timeline WHERE incident_id IN ({marks})", ids)
+    db.execute(f"DELETE FROM actions WHERE incident_id IN ({marks})", ids)
+    messages = int(db.execute(f"DELETE FROM outbox WHERE incident_id IN ({marks})",
+                              ids).rowcount)
+    incidents = int(db.execute(f"DELETE FROM incidents WHERE id IN ({marks})", ids).rowcount)
     return incidents, messages
 
 
-def prune(conn: sqlite3.Connection, cutoff: float, *, batch: int = BATCH,
+def prune(store: _Sql, cutoff: float, *, batch: int = BATCH,
           max_batches: int = MAX_BATCHES) -> Pruned:
+    db = store.db
     incidents = messages = 0
     more = False
     for n in range(max_batches):
-        ids = _old_incidents(conn, cutoff, batch)
+        ids = _old_incidents(db, cutoff, batch)
         if not ids:
             break
-        done, sent = _tx(conn, functools.partial(_delete_incidents, conn, ids))
+        done, sent = _tx(store, functools.partial(_delete_incidents, db, ids))
         incidents += done
         messages += sent
         more = n == max_batches - 1 and len(ids) == batch
-    messages += _tx(conn, lambda: conn.execute(
-        "DELETE FROM outbox WHERE rowid IN (SELECT rowid FROM outbox WHERE incident_id IS NULL "
+    messages += _tx(store, lambda: int(db.execute(
+        "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE incident_id IS NULL "
         "AND status IN ('delivered', 'failed') AND COALESCE(delivered_at, created_at) < ? "
-        "LIMIT ?)", (cutoff, batch * max_batches)).rowcount)
-    windows = _tx(conn, lambda: conn.execute("DELETE FROM maintenance WHERE end < ?",
-                                             (cutoff,)).rowcount)
+        "LIMIT ?)", (cutoff, batch * max_batches)).rowcount))
+    windows = _tx(store, lambda: int(db.execute('DELETE FROM maintenance WHERE "end" < ?',
+                                                (cutoff,)).rowcount))
     return Pruned(incidents, messages, windows, more)
 
 
@@ -115,6 +124,8 @@ def vacuum(conn: sqlite3.Connection, pages: int = VACUUM_PAGES) -> int:
 
 
 class _Store(Protocol):
+    errors: tuple[type[Exception], ...]
+
     def prune(self, cutoff: float) -> Pruned: ...
     def vacuum(self) -> int: ...
 
@@ -126,7 +137,7 @@ async def run(store: _Store, retention: float, clock: Callable[[], float], *,
         try:
             pruned = store.prune(clock() - retention)
             freed = store.vacuum()
-        except sqlite3.Error as exc:  # a full disk, a locked file: the next pass retries
+        except store.errors as exc:  # a full disk, a locked file: the next pass retries
             log.warning("store_prune_failed", error=str(exc))
         else:
             if pruned or freed:

@@ -30,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -43,8 +42,8 @@ from agent.detect.pipeline import CheckState, Params
 from agent.detect.snapshot import SnapshotError
 from agent.fields import format_duration
 from agent.runner import Runner, params_for
+from agent.store.base import Store
 from agent.store.baselines import MAX_BYTES, BaselineStore, Row
-from agent.store.sqlite import Store
 from checks.registry import KINDS
 
 log = structlog.get_logger(__name__)
@@ -78,6 +77,7 @@ class Keeper:
                  on_failure: Callable[[], None] = lambda: None,
                  clock: Callable[[], float] = time.time) -> None:
         self.runner = runner
+        self.store = store
         self.table = BaselineStore(store)
         self._on_failure = on_failure
         self._clock = clock
@@ -89,7 +89,7 @@ class Keeper:
         """Give every configured check its stored state back, or say why not."""
         try:
             rows = self.table.load()
-        except sqlite3.Error as exc:
+        except self.store.errors as exc:
             log.error("baseline_state_unreadable", error=str(exc),
                       note="every baseline learns again from its first run")
             return
@@ -133,7 +133,7 @@ class Keeper:
 
     def _discard(self, name: str) -> None:
         # If this fails, the next write replaces or drops the row (and logs its failure).
-        with contextlib.suppress(sqlite3.Error):
+        with contextlib.suppress(*self.store.errors):
             self.table.discard(name)
 
     def save(self) -> bool:
@@ -173,7 +173,7 @@ class Keeper:
     def _write(self, rows: list[Row], keep: set[str] | None) -> bool:
         try:
             self.table.save(rows, keep)
-        except sqlite3.Error as exc:
+        except self.store.errors as exc:
             self._on_failure()
             if self.problem is None:
                 log.error("baseline_state_write_failed", error=str(exc), checks=len(rows),

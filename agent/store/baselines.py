@@ -7,17 +7,16 @@ was written. Rows are replaced whole; a check that is no longer configured
 loses its row at the next write. Nothing here interprets the JSON: whether a
 row is still usable is the caller's decision (agent/learning.py).
 
-Writes raise `sqlite3.Error` like every store write (a full disk, a locked
+Writes raise one of `store.errors` like every store write (a full disk, a locked
 file); the caller keeps the state in memory and tries again later.
 """
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
-from agent.store.sqlite import Store
+from agent.store.base import Db, Store
 
 #: A row larger than this is not written (a check learning hundreds of observations).
 MAX_BYTES = 256 * 1024
@@ -41,9 +40,9 @@ class Row:
 
 class BaselineStore:
     def __init__(self, store: Store) -> None:
-        self._db: sqlite3.Connection = store.conn
+        self._db: Db = store.db
         self._store = store
-        self._db.executescript(_SCHEMA)  # additive only, like the main schema
+        store.create_tables(_SCHEMA)  # additive only, like the main schema
 
     def load(self) -> dict[str, Row]:
         rows = self._db.execute("SELECT check_name, spec, state, saved_at FROM baseline_state"

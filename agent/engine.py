@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 
 import structlog
 
-from agent import alerts, escalation, incidents, links, triage
+from agent import alerts, engine_manual, escalation, incidents, links, triage
 from agent.calendar import resolve_targets
 from agent.config import CheckConfig, Config
 from agent.detect.maintenance import MaintenanceWindow
@@ -245,20 +245,30 @@ class Engine(PreventionActions):
                            f"{inc.acknowledged_by}")
         return self.apply(tr)
 
-    def resolve(self, incident_id: int, *, by: str, cause: str, fix: str) -> Incident:
+    def resolve(self, incident_id: int, *, by: str, cause: str, fix: str,
+                via: Via | None = None) -> Incident:
         inc = self._open_incident(incident_id)
         note = f"resolved by {by}. Cause: {cause or 'not given'}. Fix: {fix or 'not given'}"
-        tr = incidents.resolve(inc, now=self.clock(), actor=by, note=note, cause=cause, fix=fix)
+        tr = incidents.resolve(inc, now=self.clock(), actor=by, note=note, cause=cause, fix=fix,
+                               via=via)
         assert tr is not None  # open incidents always resolve
         self.on_resolved_by_hand(done := self.apply(tr))
         return done
 
-    def note(self, incident_id: int, *, by: str, text: str) -> None:
+    def note(self, incident_id: int, *, by: str, text: str, via: Via | None = None) -> None:
         inc = self.store.incident(incident_id)
         if inc is None:
             raise NotFound(f"no incident #{incident_id}")
         with self.store.tx():
-            self.store.append(inc.id, [incidents.note(inc, now=self.clock(), by=by, text=text)])
+            self.store.append(inc.id, [incidents.note(inc, now=self.clock(), by=by, text=text,
+                                                      via=via)])
+
+    def escalate_now(self, incident_id: int, *, by: str, via: Via) -> Incident:
+        return engine_manual.escalate_now(self, incident_id, by=by, via=via)
+
+    def snooze(self, incident_id: int, *, by: str, via: Via, seconds: float) -> Incident:
+        return engine_manual.snooze(self, incident_id, by=by, via=via, seconds=seconds,
+                                    tz=self.config.agent.tz)
 
     def declare(self, *, title: str, severity: Severity, policy: str | None, by: str,
                 reason: str) -> Incident:

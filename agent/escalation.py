@@ -74,8 +74,8 @@ from agent.vocab import Entry, Event
 
 ACTOR = "onwatch"
 
-__all__ = ["EscalationState", "Page", "Plan", "on_acknowledged", "on_resolved", "plan", "start",
-           "unreachable"]
+__all__ = ["EscalationState", "Page", "Plan", "escalate_now", "on_acknowledged", "on_resolved",
+           "plan", "snooze", "start", "unreachable"]
 
 
 def start(incident: Incident, previous: EscalationState | None = None) -> EscalationState:
@@ -90,6 +90,30 @@ def unreachable(state: EscalationState, now: float) -> EscalationState:
     if state.step < 0 or state.ended:
         return state
     return replace(state, unreachable_at=now)
+
+
+def escalate_now(state: EscalationState, policy: Policy, now: float) -> EscalationState | None:
+    """A person asked for the next step now (the console's "escalate now"): the next
+    step is due at `now` (or the chain's end, from the last step); a snooze or a
+    business-hours deferral is lifted. None when there is no next step to page."""
+    if state.ended or not policy.steps:
+        return None
+    state = replace(state, deferred_until=None)
+    if state.step < 0:  # nothing paged yet: the first step to consider is due now
+        k = min(state.reached + 1, len(policy.steps) - 1)
+        return replace(state, base=now - policy.steps[k].after)
+    return replace(state, unreachable_at=now)
+
+
+def snooze(state: EscalationState, until: float, now: float) -> EscalationState:
+    """No pages, repeats or updates before `until`; every timer moves by the wait, as a
+    business-hours deferral does (what was due goes at `until`, the rest keeps its
+    spacing). Acknowledgement expiry and the resolve timeout keep real time."""
+    shift = max(0.0, until - max(now, state.deferred_until or now))
+    return replace(state, deferred_until=until, base=state.base + shift,
+                   step_at=None if state.step_at is None else state.step_at + shift,
+                   last_update_at=(None if state.last_update_at is None
+                                   else state.last_update_at + shift))
 
 
 def plan(incident: Incident, state: EscalationState, policy: Policy, roles: Mapping[str, Role],

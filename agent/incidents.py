@@ -106,14 +106,16 @@ def on_signal(current: Incident | None, signal: Signal, *, severity: Severity, t
 
 
 def resolve(inc: Incident, *, now: float, actor: str, note: str, cause: str | None = None,
-            fix: str | None = None) -> Transition | None:
-    """Resolved; a person's `cause` and `fix` are kept as data for the report."""
+            fix: str | None = None, via: Via | None = None) -> Transition | None:
+    """Resolved; a person's `cause` and `fix` (and how they came) are kept for the report."""
     if not inc.is_open:
         return None
     done = replace(inc, state=State.RESOLVED, resolved_at=now, resolved_by=actor)
     data: dict[str, Any] = {"duration_s": now - inc.started_at}
     if cause is not None or fix is not None:
         data.update(cause=cause or "", fix=fix or "")
+    if via is not None:
+        data["via"] = str(via)
     entry = TimelineEntry(now, Entry.RESOLVED, actor, note, data)
     return Transition(done, (entry,), Change.RESOLVED)
 
@@ -162,8 +164,9 @@ def declare(*, new_id: int, title: str, severity: Severity, by: str, reason: str
     return Transition(inc, (entry,), Change.OPENED)
 
 
-def note(inc: Incident, *, now: float, by: str, text: str) -> TimelineEntry:
-    return TimelineEntry(now, Entry.NOTE, by, text)
+def note(inc: Incident, *, now: float, by: str, text: str, via: Via | None = None
+         ) -> TimelineEntry:
+    return TimelineEntry(now, Entry.NOTE, by, text, {"via": str(via)} if via else {})
 
 
 def flapping_started(current: Incident | None, check: str, *, severity: Severity, detail: str,

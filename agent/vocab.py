@@ -107,6 +107,9 @@ class Entry(enum.StrEnum):
     #: A person's words for customers (status page, subscribers): who posted what.
     PUBLIC_UPDATE = "public_update"
     ACTION_ADDED = "action_added"
+    #: A person asked for the next escalation step now, or paused paging (console).
+    ESCALATE_REQUESTED = "escalate_requested"
+    SNOOZED = "snoozed"
     ACTION_DONE = "action_done"
 
 

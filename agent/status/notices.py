@@ -135,7 +135,7 @@ class Publisher:
 
     # -- people ---------------------------------------------------------------------
 
-    def post_update(self, incident_id: int, text: str, by: str) -> int:
+    def post_update(self, incident_id: int, text: str, by: str, via: str = "api") -> int:
         """A person's public words on an incident; in the timeline too (who posted what)."""
         text = text.strip()
         if not text:
@@ -155,7 +155,7 @@ class Publisher:
             nid = self._publish(incident_id, NoticeKind.UPDATE, text, comps, now, by=by)
             self.store.store.append(incident_id, [TimelineEntry(
                 now, Entry.PUBLIC_UPDATE, by, f"public update posted by {by}: {text}",
-                {"notice": nid})])
+                {"notice": nid, "via": via})])
         return nid
 
     # -- maintenance announcements (the status loop calls this) ----------------------

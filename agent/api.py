@@ -7,12 +7,17 @@ A forged, tampered or expired token gets a 4xx page and changes nothing.
 
 API (`/api/v1/...`): every request needs `Authorization: Bearer <token>`
 (`[agent] api_token`, or the `api.token` file the agent creates in its state
-directory), compared in constant time.
+directory), compared in constant time, or a person's own token (`onwatch token
+create --for NAME`, stored hashed: agent/store/auth.py). With a personal token
+the person is the actor of whatever the call does (via "api"), whatever the
+body's `by` says; with the shared token the body's `by` is taken as today.
 """
 
 from __future__ import annotations
 
+import contextlib
 import html
+import sqlite3
 from typing import Any
 
 from aiohttp import web
@@ -21,16 +26,21 @@ from agent import links, webguard
 from agent.engine import ActionError, Engine
 from agent.fields import parse_duration
 from agent.incidents import Incident
+from agent.store.auth import AuthStore
 from agent.store.records import Action
 from agent.vocab import SEVERITIES, Severity, Via
 
 ENGINE_KEY = web.AppKey("engine", Engine)
 TOKEN_KEY = web.AppKey("api_token", str)
+AUTH_KEY = web.AppKey("auth_store", AuthStore)
+#: Where the middleware leaves the person a personal token belongs to.
+PERSON = "api_person"
 
 
 def add_routes(app: web.Application, engine: Engine, api_token: str) -> None:
     app[ENGINE_KEY] = engine
     app[TOKEN_KEY] = api_token
+    app[AUTH_KEY] = AuthStore(engine.store)
     app.router.add_get("/ack/{token}", ack_page)
     app.router.add_post("/ack/{token}", ack_post)
     app.router.add_get("/api/v1/incidents", api_list)
@@ -136,13 +146,36 @@ def _done(inc: Incident) -> str:
 async def _require_token(request: web.Request, handler: Any) -> web.StreamResponse:
     # The intake checks its own token (it may come in the path, and may differ).
     if request.path.startswith("/api/") and not request.path.startswith("/api/v1/intake/"):
-        expected = request.app[TOKEN_KEY]
-        if not webguard.bearer_matches(request.headers.get("Authorization"), expected):
+        expected, header = request.app[TOKEN_KEY], request.headers.get("Authorization")
+        if not webguard.bearer_matches(header, expected) and not _personal(request, header):
             return web.json_response(
                 {"error": "missing or wrong bearer token (see [agent] api_token)"}, status=401,
                 headers={"WWW-Authenticate": "Bearer"})
     resp: web.StreamResponse = await handler(request)
     return resp
+
+
+def _personal(request: web.Request, header: str | None) -> bool:
+    """A person's own token: the request acts as them (recorded), else False."""
+    scheme, _, token = (header or "").partition(" ")
+    if scheme.lower() != "bearer" or not token.startswith("onw_") or len(token) > 200:
+        return False
+    found = request.app[AUTH_KEY].token_person(token)
+    if found is None:
+        return False
+    request[PERSON] = found[1]
+    engine = request.app[ENGINE_KEY]
+    with contextlib.suppress(sqlite3.Error), engine.store.tx():  # "last used" may wait
+        request.app[AUTH_KEY].touch_token(found[0], engine.clock())
+    return True
+
+
+def actor(request: web.Request, body: dict[str, Any]) -> tuple[str, Via]:
+    """Who acts, and how: a personal token's person via the API; else the body's `by`."""
+    person = request.get(PERSON)
+    if isinstance(person, str):
+        return person, Via.API
+    return _text(body, "by", "api") or "api", _via(body)
 
 
 def incident_json(inc: Incident) -> dict[str, Any]:
@@ -187,18 +220,18 @@ async def api_act(request: web.Request) -> web.Response:
     engine = request.app[ENGINE_KEY]
     incident_id, action = webguard.row_id(request), request.match_info["action"]
     body = await _body(request)
-    by = _text(body, "by", "api") or "api"
+    by, via = actor(request, body)
     try:
         if action == "ack":
-            inc = engine.acknowledge(incident_id, by=by, via=_via(body))
+            inc = engine.acknowledge(incident_id, by=by, via=via)
         elif action == "resolve":
             inc = engine.resolve(incident_id, by=by, cause=_text(body, "cause"),
-                                 fix=_text(body, "fix"))
+                                 fix=_text(body, "fix"), via=via)
         else:
             text = _text(body, "text")
             if not text:
                 return web.json_response({"error": "text is required"}, status=400)
-            engine.note(incident_id, by=by, text=text)
+            engine.note(incident_id, by=by, text=text, via=via)
             found = engine.store.incident(incident_id)
             assert found is not None
             inc = found
@@ -229,7 +262,7 @@ async def api_declare(request: web.Request) -> web.Response:
     try:
         inc = engine.declare(title=title, severity=Severity(severity),
                              policy=_text(body, "policy") or None,
-                             by=_text(body, "by", "api") or "api", reason=_text(body, "reason"))
+                             by=actor(request, body)[0], reason=_text(body, "reason"))
     except ActionError as exc:
         return web.json_response({"error": str(exc)}, status=exc.status)
     return web.json_response(incident_json(inc), status=201)
@@ -258,14 +291,14 @@ async def api_maintenance_start(request: web.Request) -> web.Response:
         return web.json_response({"error": 'for must be a duration like "2h", at most 366d'},
                                  status=400)
     wid = engine.start_maintenance(checks=checks, tags=tags, duration=duration,
-                                   reason=_text(body, "reason"), by=_text(body, "by") or "api")
+                                   reason=_text(body, "reason"), by=actor(request, body)[0])
     return web.json_response({"id": wid, "until": engine.clock() + duration}, status=201)
 
 
 async def api_maintenance_end(request: web.Request) -> web.Response:
     engine = request.app[ENGINE_KEY]
     try:
-        engine.end_maintenance(webguard.row_id(request), by="api")
+        engine.end_maintenance(webguard.row_id(request), by=actor(request, {})[0])
     except ActionError as exc:
         return web.json_response({"error": str(exc)}, status=exc.status)
     return web.json_response({"ended": True})
@@ -287,8 +320,9 @@ async def api_action_add(request: web.Request) -> web.Response:
     if not text or not owner:
         return web.json_response({"error": "text and owner are required"}, status=400)
     try:
-        aid = engine.add_action(int(request.match_info["id"]), text=text, owner=owner,
-                                by=_text(body, "by", "api") or "api")
+        by, via = actor(request, body)
+        aid = engine.add_action(int(request.match_info["id"]), text=text, owner=owner, by=by,
+                                via=via)
     except ActionError as exc:
         return web.json_response({"error": str(exc)}, status=exc.status)
     return web.json_response({"id": aid}, status=201)
@@ -299,7 +333,8 @@ async def api_action_done(request: web.Request) -> web.Response:
     body = await _body(request)
     aid = int(request.match_info["id"])
     try:
-        engine.finish_action(aid, by=_text(body, "by", "api") or "api")
+        by, via = actor(request, body)
+        engine.finish_action(aid, by=by, via=via)
     except ActionError as exc:
         return web.json_response({"error": str(exc)}, status=exc.status)
     return web.json_response({"id": aid, "done": True})

@@ -75,6 +75,9 @@ def build_parser(commands: Mapping[str, Command]) -> argparse.ArgumentParser:
     from agent.cli_report import register  # it imports this module's EXIT_USAGE
 
     register(command)
+    from agent.cli_token import register as register_token
+
+    register_token(command)
     return p
 
 

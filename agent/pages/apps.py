@@ -8,6 +8,7 @@ Public (`[web] public_listen`): what the outside world needs, and only that:
     POST /subscribe, GET|POST /subscribe/confirm/{token}, GET|POST /unsubscribe/{token}
     GET|POST /ack/{token}             (acknowledgement links in pages)
     GET|POST /heartbeat/{check}       (push checks)
+    /console/...                      (signed-in people: agent/console)
 Everything else answers 404 there: /metrics, /healthz (it names checks),
 /api/v1, /inbox. The private listener (`[agent] listen`, loopback by default)
 serves everything, the status page included, plus the API's public-update
@@ -31,9 +32,10 @@ from typing import Any
 
 from aiohttp import web
 
-from agent import api
+from agent import api, console
 from agent import web as webmod
 from agent.config import CheckConfig, Config
+from agent.console import Console
 from agent.pages import status_routes, subscribe_routes
 from agent.pages.site import Site
 from agent.runner import Runner
@@ -48,7 +50,8 @@ from checks.result import CheckResult
 PUBLIC_MAX_BODY = 16 * 1024
 
 
-def public_app(runner: Runner, ctx: ProbeContext, site: Site | None) -> web.Application:
+def public_app(runner: Runner, ctx: ProbeContext, site: Site | None,
+               desk: Console | None = None) -> web.Application:
     app = web.Application(client_max_size=PUBLIC_MAX_BODY)
     app[webmod.RUNNER_KEY] = runner
     app[webmod.CTX_KEY] = ctx
@@ -59,6 +62,8 @@ def public_app(runner: Runner, ctx: ProbeContext, site: Site | None) -> web.Appl
     if site is not None:
         status_routes.add_routes(app, site)
         subscribe_routes.add_routes(app)
+    if desk is not None:
+        console.mount(app, desk)
     return app
 
 
@@ -85,6 +90,8 @@ async def api_public_update(request: web.Request) -> web.Response:
     text, by = body.get("text", ""), body.get("by", "api")
     if not isinstance(text, str) or not isinstance(by, str) or len(by) > 200:
         return _error("text and by must be strings", 400)
+    person = request.get(api.PERSON)  # a personal token: its person posts, not `by`
+    by = person if isinstance(person, str) else by
     incident_id = int(request.match_info["id"])
     try:
         nid = site.publisher.post_update(incident_id, text, by.strip() or "api")

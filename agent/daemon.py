@@ -23,7 +23,7 @@ from pathlib import Path
 import structlog
 from aiohttp import web as aiohttp_web
 
-from agent import learning, links, reload, service, systemd, web
+from agent import console, learning, links, reload, service, systemd, web
 from agent.config import Config
 from agent.engine import Engine
 from agent.metrics import Metrics
@@ -82,15 +82,17 @@ async def _serve(config: Config, stop: asyncio.Event, reload_from: Path | None) 
     keeper.restore()  # before the first result, which would start learning afresh
     ctx = ProbeContext(clock)
     status = StatusService(config, runner, link_key, clock)
+    desk = console.build(runner, status.site)
     app = web.build_app(runner, api_token, ctx)
     apps.add_private(app, status.site)
+    console.mount(app, desk)
     site, address = await _listen(config, app, store)
-    public, public_address = await _public(config, runner, ctx, status, site, store)
+    public, public_address = await _public(config, runner, ctx, status, site, store, desk)
     engine.public_url = config.agent.public_url or f"http://{public_address or address}"
     status.public_url = engine.public_url
     # Where `onwatch ack|resolve|note|declare` find this agent (listen may say port 0).
     (config.agent.state_dir / "agent.addr").write_text(address + "\n")
-    scheduler = Scheduler(config.checks, ctx, status.wrap(runner.on_result),
+    scheduler = Scheduler(config.checks, ctx, console.wrap(desk, status.wrap(runner.on_result)),
                           max_concurrency=config.agent.max_concurrency, clock=clock)
     replies = ReplyHub(config.replies, link_key, time.time, engine=engine,
                        registry=metrics.registry)
@@ -204,14 +206,15 @@ def _dispatcher(config: Config, store: Store, metrics: Metrics, engine: Engine,
 
 
 async def _public(config: Config, runner: Runner, ctx: ProbeContext, status: StatusService,
-                  private: aiohttp_web.AppRunner, store: Store
+                  private: aiohttp_web.AppRunner, store: Store, desk: console.Console
                   ) -> tuple[aiohttp_web.AppRunner | None, str | None]:
     """The public listener, when `[web] public_listen` asks for one (see agent/pages/apps.py)."""
     if config.web.public_listen is None:
         return None, None
     host, port = config.web.public_listen
     try:
-        public, address = await web.start(apps.public_app(runner, ctx, status.site), host, port)
+        public, address = await web.start(apps.public_app(runner, ctx, status.site, desk),
+                                           host, port)
     except OSError as exc:
         await private.cleanup()
         store.close()

@@ -1,0 +1,238 @@
+"""The console against a real `onwatch run`: signing in by magic link, sessions, CSRF and
+origin checks, personal API tokens, and that whoever acts is the session's person.
+
+The incident comes from a tcp check of a closed loopback port; the sign-in links arrive
+at a local Receiver through Apprise's json://, as a person's pages would.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from agent.store.auth import AuthStore
+from agent.store.sqlite import Store
+from tests import console_env as env
+from tests.console_env import Browser
+from tests.support import AgentProcess, Receiver, query, start_agent, wait_for
+
+
+@dataclass
+class Setup:
+    agent: AgentProcess
+    receiver: Receiver
+    base: str
+    state: Path
+
+
+@pytest.fixture
+async def running(tmp_path: Path, _no_agent_left_running: None) -> AsyncIterator[Setup]:
+    # (Asking for conftest's safety net makes it tear down after this fixture, not before.)
+    receiver = await Receiver().start()
+    state = tmp_path / "state"
+    agent = await start_agent(env.config(state, receiver, env.closed_port()), tmp_path)
+    try:
+        await wait_for(lambda: query(state, "SELECT id FROM incidents"), 15, "an incident")
+        yield Setup(agent, receiver, env.public_base(agent), state)
+    finally:
+        code = await agent.stop()
+        await receiver.close()
+        assert code == 0, agent.raw_log[-20:]
+
+
+def timeline(state: Path, kind: str) -> list[tuple[str, str]]:
+    return query(state, "SELECT actor, data FROM timeline WHERE kind = ?", kind)
+
+
+async def test_pages_need_a_session_and_a_link_signs_in_once(running: Setup) -> None:
+    b = Browser.open(running.base)
+    try:
+        for path in ("/console", "/console/incidents/1", "/console/checks", "/console/on-call",
+                     "/console/maintenance", "/console/review", "/console/incidents/1/report"):
+            status, _, headers = await b.get(path)
+            assert status == 303 and headers["Location"] == "/console/sign-in", path
+        status, _, _ = await b.post("/console/incidents/1/ack", {"csrf": "x"})
+        assert status == 403
+        # Signing in by e-mail address (from bob's URL) works like the name.
+        await b.sign_in(running.receiver, "bob", name="Bob@Shop.example")
+        status, html, headers = await b.get("/console")
+        assert status == 200 and "#1 till is down" in html and "Sign out bob" in html
+        assert "script" not in headers["Content-Security-Policy"]
+        cookie = next(c for c in b.session.cookie_jar if c.key == "onwatch_session")
+        assert cookie["httponly"] and cookie["samesite"] == "Lax" and cookie["max-age"]
+        assert cookie.value not in "".join(str(r) for r in query(running.state,
+                                                                 "SELECT * FROM sessions"))
+        # The link is used: neither its page nor its button works again.
+        link = env.sign_in_links(running.receiver, "bob")[0].rsplit("/console", 1)[1]
+        other = Browser.open(running.base)
+        try:
+            status, html, _ = await other.get("/console" + link)
+            assert status == 410 and "used already" in html
+            status, _, _ = await other.post("/console" + link,
+                                            {"csrf": await other.csrf("/console/sign-in")})
+            assert status == 410
+            status, _, _ = await other.get("/console")
+            assert status == 303
+        finally:
+            await other.close()
+        # Sign-out ends the session in the store: the old cookie no longer works.
+        status, _, _ = await b.post("/console/sign-out", {"csrf": await b.csrf("/console")})
+        assert status == 303 and not query(running.state, "SELECT * FROM sessions")
+        stale = Browser.open(running.base)
+        stale.session.cookie_jar.update_cookies({"onwatch_session": cookie.value})
+        try:
+            assert (await stale.get("/console"))[0] == 303
+        finally:
+            await stale.close()
+    finally:
+        await b.close()
+
+
+async def test_forged_and_expired_links_are_refused(running: Setup) -> None:
+    b = Browser.open(running.base)
+    try:
+        csrf = await b.csrf("/console/sign-in")
+        status, html, _ = await b.get("/console/link/forged-secret-that-was-never-issued")
+        assert status == 403 and "not valid" in html
+        status, _, _ = await b.post("/console/link/forged-secret-that-was-never-issued",
+                                    {"csrf": csrf})
+        assert status == 403
+        # A link issued 11 minutes ago (written as the agent would, with its hash only).
+        secret, now = "an-expired-link-secret-0123456789", time.time()
+        db = sqlite3.connect(running.state / "onwatch.db")
+        with db:
+            db.execute("INSERT INTO signin_links VALUES (?,?,?,?,NULL)",
+                       (hashlib.sha256(secret.encode()).hexdigest(), "alice", now - 660,
+                        now - 60))
+        db.close()
+        status, html, _ = await b.get(f"/console/link/{secret}")
+        assert status == 410 and "expired" in html
+        status, _, _ = await b.post(f"/console/link/{secret}", {"csrf": csrf})
+        assert status == 410
+        assert not query(running.state, "SELECT * FROM sessions")
+    finally:
+        await b.close()
+
+
+async def test_the_sign_in_form_tells_nobody_who_exists_and_limits_requests(
+        running: Setup) -> None:
+    b = Browser.open(running.base)
+    try:
+        csrf = await b.csrf("/console/sign-in")
+        answers = set()
+        for name in ("alice", "mallory", "alice", "alice", "alice"):
+            status, html, _ = await b.post("/console/sign-in", {"name": name, "csrf": csrf})
+            assert status == 200
+            answers.add(html)
+        assert len(answers) == 1  # the same page whoever was named
+        await running.agent.event("signin_rate_limited")
+        assert len(query(running.state, "SELECT * FROM signin_links")) == 3
+        await wait_for(lambda: len(env.sign_in_links(running.receiver, "alice")) == 3, 10,
+                       "three links delivered")
+    finally:
+        await b.close()
+
+
+async def test_forms_without_csrf_or_from_another_origin_change_nothing(
+        running: Setup) -> None:
+    b = Browser.open(running.base)
+    try:
+        await b.sign_in(running.receiver, "alice")
+        csrf = await b.csrf("/console/incidents/1")
+        refused = [
+            await b.post("/console/incidents/1/ack", {}),  # no token
+            await b.post("/console/incidents/1/ack", {"csrf": csrf[:-1] + "0"}),  # wrong
+            await b.post("/console/incidents/1/ack", {"csrf": csrf},
+                         origin="http://evil.example"),
+            await b.post("/console/incidents/1/ack", {"csrf": csrf}, origin=None),
+        ]
+        assert [r[0] for r in refused] == [403] * 4
+        assert query(running.state, "SELECT state FROM incidents WHERE id = 1") == [("open",)]
+        assert not timeline(running.state, "acknowledged")
+        status, _, _ = await b.post("/console/incidents/1/ack", {"csrf": csrf})
+        assert status == 303
+        assert query(running.state, "SELECT acknowledged_by FROM incidents") == [("alice",)]
+    finally:
+        await b.close()
+
+
+async def test_the_actor_is_the_sessions_person_never_a_form_field(running: Setup) -> None:
+    alice, bob = Browser.open(running.base), Browser.open(running.base)
+    try:
+        await alice.sign_in(running.receiver, "alice")
+        await bob.sign_in(running.receiver, "bob")
+        # bob's token does not pass in alice's session, nor alice's in bob's.
+        bob_csrf = await bob.csrf("/console/incidents/1")
+        status, _, _ = await alice.post("/console/incidents/1/note",
+                                        {"csrf": bob_csrf, "text": "as bob?"})
+        assert status == 403
+        status, _, _ = await alice.post("/console/incidents/1/note", {
+            "csrf": await alice.csrf("/console/incidents/1"), "text": "checking the till",
+            "by": "bob", "actor": "bob", "person": "bob"})
+        assert status == 303
+        assert [(a, '{"via": "console"}') for a in ["alice"]] == timeline(running.state, "note")
+        status, _, _ = await bob.post("/console/incidents/1/resolve", {
+            "csrf": bob_csrf, "cause": "till cable unplugged", "fix": "plugged it back",
+            "by": "alice"})
+        assert status == 303
+        assert query(running.state, "SELECT resolved_by FROM incidents") == [("bob",)]
+    finally:
+        await alice.close()
+        await bob.close()
+
+
+async def test_personal_tokens_act_as_their_person_and_revoked_ones_get_401(
+        running: Setup) -> None:
+    created = await running.agent.cli("token", "create", "--for", "alice", "--label", "phone")
+    assert created.returncode == 0, created.stderr
+    token = created.stdout.strip().splitlines()[-1]
+    assert token.startswith("onw_") and token not in str(query(running.state,
+                                                                "SELECT * FROM api_tokens"))
+    api = running.agent.base_url + "/api/v1/incidents/1"
+    async with aiohttp.ClientSession() as s:
+        async with s.post(api + "/ack", json={"by": "mallory"},
+                          headers={"Authorization": f"Bearer {token}"}) as r:
+            assert r.status == 200 and (await r.json())["acknowledged_by"] == "alice"
+        assert timeline(running.state, "acknowledged") == [("alice", '{"via": "api"}')]
+        listed = await running.agent.cli("token", "list")
+        assert "alice" in listed.stdout and "phone" in listed.stdout and token not in \
+            listed.stdout
+        tid = listed.stdout.split()[0].lstrip("#")
+        revoked = await running.agent.cli("token", "revoke", tid)
+        assert revoked.returncode == 0, revoked.stderr
+        async with s.post(api + "/notes", json={"text": "still me?"},
+                          headers={"Authorization": f"Bearer {token}"}) as r:
+            assert r.status == 401
+        # The shared token still works for scripts, with the name they give.
+        async with s.post(api + "/notes", json={"text": "from cron", "by": "nightly"},
+                          headers={"Authorization": f"Bearer {env.API_TOKEN}"}) as r:
+            assert r.status == 200
+    assert timeline(running.state, "note") == [("nightly", '{"via": "api"}')]
+    bad = await running.agent.cli("token", "create", "--for", "nobody")
+    assert bad.returncode == 2 and "contact" in bad.stderr
+
+
+def test_auth_store_links_expire_and_work_once(tmp_path: Path) -> None:
+    store = Store.open(tmp_path)
+    auth = AuthStore(store)
+    with store.tx():
+        secret = auth.add_link("alice", 1000.0, 600.0)
+    assert auth.link_state(secret, 1000.0) == ("alice", "ok")
+    assert auth.consume(secret, 1601.0) is None  # expired
+    assert auth.link_state(secret, 1601.0) == ("alice", "expired")
+    assert auth.consume(secret, 1599.0) == "alice"
+    assert auth.consume(secret, 1599.0) is None  # once
+    assert auth.link_state(secret, 1599.0) == ("alice", "used")
+    with store.tx():
+        s = auth.add_session("alice", 1000.0, 3600.0)
+    assert auth.session(s, 4599.0) == "alice" and auth.session(s, 4600.0) is None
+    auth.prune(4600.0)
+    assert not store.conn.execute("SELECT * FROM sessions").fetchall()
+    store.close()

@@ -11,6 +11,7 @@ through the running agent's API like `ack` and `note`; `action list` reads.
 from __future__ import annotations
 
 import argparse
+import sqlite3
 import sys
 import time
 from collections.abc import Callable
@@ -19,11 +20,15 @@ from pathlib import Path
 from agent.cli_parser import EXIT_USAGE
 from agent.config import Config
 from agent.fields import parse_duration
+from agent.incidents import Incident
 from agent.report.document import Document, render_html, render_markdown, render_pdf
 from agent.report.incident import Context, incident_report
 from agent.report.load import facts_between, facts_of
 from agent.report.review import review
 from agent.report.review_doc import review_document, review_json
+from agent.status.notices import PUBLIC_KINDS
+from agent.store.sqlite import Store
+from agent.store.status import StatusStore
 from checks.registry import KINDS
 
 AddParser = Callable[..., argparse.ArgumentParser]
@@ -49,11 +54,22 @@ def _emit(doc: Document, fmt: str, out: str | None) -> int:
     return 0
 
 
-def report_context(cfg: Config, check: str | None, policy: str | None) -> Context:
-    c = cfg.check(check) if check else None
-    pol = cfg.escalation.policies.get(policy or "")
-    return Context(cfg.agent.tz, target=KINDS[c.type].target(c.spec) if c else "",
-                   ack_timeout=pol.ack_timeout if pol else None)
+def report_context(cfg: Config, inc: Incident, store: Store) -> Context:
+    """What the report needs beyond the store's incident: the check's target, the policy's
+    ack timeout, and the customer side from the status page (components, notices sent)."""
+    c = cfg.check(inc.check) if inc.check else None
+    pol = cfg.escalation.policies.get(inc.policy or "")
+    comps = (cfg.status.by_check.get(inc.check, ())
+             if inc.check and inc.kind in PUBLIC_KINDS else ())
+    try:
+        notices = StatusStore(store, create=False).notices(incident_id=inc.id)
+    except sqlite3.OperationalError:  # a store the status page never wrote to
+        notices = []
+    return Context(cfg.agent.tz, business=cfg.status.title if cfg.status.components else "",
+                   target=KINDS[c.type].target(c.spec) if c else "",
+                   ack_timeout=pol.ack_timeout if pol else None,
+                   components=tuple(x.name for x in comps),
+                   public_notices=tuple((n.at, n.text) for n in reversed(notices)))
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -67,8 +83,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         print(f"onwatch: no incident #{args.id}", file=sys.stderr)
         return cli.EXIT_FAIL
     now = time.time()
-    doc = incident_report(facts_of(store, inc, now), report_context(cfg, inc.check, inc.policy),
-                          now=now)
+    doc = incident_report(facts_of(store, inc, now), report_context(cfg, inc, store), now=now)
     return _emit(doc, args.format, args.out)
 
 

@@ -199,7 +199,7 @@ def test_the_report_of_one_incident_reads_like_a_document(world: World) -> None:
     assert inc is not None
     from agent.cli_report import report_context
     doc = incident_report(facts_of(world.store, inc, MON + 3600),
-                          report_context(world.cfg, inc.check, inc.policy), now=MON + 3600)
+                          report_context(world.cfg, inc, world.store), now=MON + 3600)
     md = render_markdown(doc)
     if os.environ.get("ONWATCH_GOLDEN") == "write":
         GOLDEN.parent.mkdir(exist_ok=True)

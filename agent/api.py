@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import html
-import sqlite3
 from typing import Any
 
 from aiohttp import web
@@ -165,7 +164,7 @@ def _personal(request: web.Request, header: str | None) -> bool:
         return False
     request[PERSON] = found[1]
     engine = request.app[ENGINE_KEY]
-    with contextlib.suppress(sqlite3.Error), engine.store.tx():  # "last used" may wait
+    with contextlib.suppress(*engine.store.errors), engine.store.tx():  # "last used" may wait
         request.app[AUTH_KEY].touch_token(found[0], engine.clock())
     return True
 

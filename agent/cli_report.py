@@ -11,7 +11,6 @@ through the running agent's API like `ack` and `note`; `action list` reads.
 from __future__ import annotations
 
 import argparse
-import sqlite3
 import sys
 import time
 from collections.abc import Callable
@@ -27,7 +26,7 @@ from agent.report.load import facts_between, facts_of
 from agent.report.review import review
 from agent.report.review_doc import review_document, review_json
 from agent.status.notices import PUBLIC_KINDS
-from agent.store.sqlite import Store
+from agent.store.base import Store
 from agent.store.status import StatusStore
 from checks.registry import KINDS
 
@@ -63,7 +62,7 @@ def report_context(cfg: Config, inc: Incident, store: Store) -> Context:
              if inc.check and inc.kind in PUBLIC_KINDS else ())
     try:
         notices = StatusStore(store, create=False).notices(incident_id=inc.id)
-    except sqlite3.OperationalError:  # a store the status page never wrote to
+    except store.errors:  # a store the status page never wrote to (no such table)
         notices = []
     return Context(cfg.agent.tz, business=cfg.status.title if cfg.status.components else "",
                    target=KINDS[c.type].target(c.spec) if c else "",

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import sqlite3
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import structlog
@@ -106,7 +105,7 @@ def _send_link(console: Console, contact: Contact) -> None:
                 log.warning("signin_rate_limited", person=contact.name)
                 return
             secret = console.auth.add_link(contact.name, now, LINK_TTL)
-    except sqlite3.Error as exc:
+    except console.engine.store.errors as exc:
         log.error("signin_link_not_stored", person=contact.name, error=str(exc))
         return
     url = f"{console.public_url()}/console/link/{secret}"

@@ -15,17 +15,17 @@ Three tables in the same SQLite file, created here (additive, IF NOT EXISTS):
 
 The secrets are 32 random bytes (`secrets.token_urlsafe`), so a plain SHA-256
 is enough: there is nothing to brute-force that a slow hash would protect.
-Writes go inside the caller's `store.tx()`; reads are plain.
+Writes go inside the caller's `store.tx()`; reads are plain. The SQL is the
+store interface's (agent/store/base.py): SQLite's dialect, run on either store.
 """
 
 from __future__ import annotations
 
 import hashlib
 import secrets
-import sqlite3
 from dataclasses import dataclass
 
-from agent.store.sqlite import Store
+from agent.store.base import Db, Store
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS signin_links (
@@ -68,9 +68,9 @@ class ApiToken:
 class AuthStore:
     def __init__(self, store: Store, *, create: bool = True) -> None:
         self.store = store
-        self._db: sqlite3.Connection = store.conn
-        if create:
-            self._db.executescript(_SCHEMA)
+        self._db: Db = store.db
+        if create:  # additive only, like the main schema
+            store.create_tables(_SCHEMA)
 
     # magic links ---------------------------------------------------------------
 
@@ -101,7 +101,7 @@ class AuthStore:
         h = digest(secret)
         cur = self._db.execute("UPDATE signin_links SET used_at = ? WHERE hash = ? AND "
                                "used_at IS NULL AND expires_at >= ?", (now, h, now))
-        if cur.rowcount != 1:
+        if int(cur.rowcount) != 1:
             return None
         row = self._db.execute("SELECT person FROM signin_links WHERE hash = ?", (h,)).fetchone()
         return str(row[0])
@@ -133,9 +133,10 @@ class AuthStore:
     def add_token(self, person: str, now: float, label: str = "") -> tuple[int, str]:
         """(id, token): the token is shown once; only its hash is kept."""
         token = TOKEN_PREFIX + new_secret()
-        cur = self._db.execute("INSERT INTO api_tokens (hash, person, label, created_at) "
-                               "VALUES (?,?,?,?)", (digest(token), person, label, now))
-        return int(cur.lastrowid or 0), token
+        row = self._db.execute("INSERT INTO api_tokens (hash, person, label, created_at) "
+                               "VALUES (?,?,?,?) RETURNING id",
+                               (digest(token), person, label, now)).fetchone()
+        return int(row[0]), token
 
     def token_person(self, token: str) -> tuple[int, str] | None:
         """(id, person) of an unrevoked personal token, or None."""
@@ -149,9 +150,9 @@ class AuthStore:
     def tokens(self) -> list[ApiToken]:
         rows = self._db.execute("SELECT id, person, label, created_at, last_used_at, revoked_at "
                                 "FROM api_tokens ORDER BY id").fetchall()
-        return [ApiToken(*tuple(r)) for r in rows]
+        return [ApiToken(int(r[0]), str(r[1]), str(r[2]), float(r[3]), r[4], r[5]) for r in rows]
 
     def revoke_token(self, token_id: int, now: float) -> bool:
         cur = self._db.execute("UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND "
                                "revoked_at IS NULL", (now, token_id))
-        return cur.rowcount > 0
+        return bool(cur.rowcount > 0)

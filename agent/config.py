@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,6 +74,18 @@ class AgentConfig:
     #: Bearer token for /api/v1; None: the agent keeps one in `<state_dir>/api.token`.
     api_token: str | None = None
     service: config_service.ServiceSettings = field(default_factory=config_service.ServiceSettings)
+    #: A PostgreSQL URL (agent/store/pg.py): several instances share it, one leads;
+    #: None: SQLite in `state_dir`. It may hold a password: show only `store_shown`.
+    store: str | None = None
+    #: This instance's name among those sharing a store (logs, /healthz, PostgreSQL's
+    #: application_name); default: the host's name.
+    instance: str = "onwatch"
+
+    @property
+    def store_shown(self) -> str:
+        from agent.store.base import redact
+
+        return redact(self.store) if self.store else str(self.state_dir / "onwatch.db")
 
 
 @dataclass(frozen=True)
@@ -216,9 +229,26 @@ def _agent(sec: Section, base: Path) -> AgentConfig:
     if token is not None and len(token) < 16:
         sec.error("api_token", "must be at least 16 characters (it guards the API)")
     service = config_service.parse(sec)
+    store = _store_url(sec)
+    instance = sec.string("instance", socket.gethostname() or "onwatch")
     sec.finish()
     return AgentConfig(state_dir, hp[0], hp[1], cap, level, public and public.rstrip("/"), tz,
-                       token, service)
+                       token, service, store, instance[:60])
+
+
+def _store_url(sec: Section) -> str | None:
+    """`[agent] store` (or `store_file`): a postgresql:// URL; its password is never shown."""
+    from agent.store.base import is_postgresql, redact
+
+    url = sec.secret("store")
+    if url is None or not url.strip():
+        return None
+    url = url.strip()
+    if not is_postgresql(url):
+        sec.error("store", 'must be a PostgreSQL URL like "postgresql://onwatch@db.example/'
+                           f'onwatch" (leave it out for SQLite in state_dir), got {redact(url)!r}')
+        return None
+    return url
 
 
 def _items(root: Section, key: str) -> list[Any]:

@@ -14,6 +14,7 @@ import trustme
 from aiosmtpd.smtp import SMTP
 
 from checks.base import ProbeContext
+from tests.pg import pg_url, store_opener  # noqa: F401  (fixtures for every test module)
 from tests.support import Mailbox, kill_leftovers, login
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]

@@ -19,9 +19,9 @@ from agent.pages import status_routes
 from agent.status import view
 from agent.status.notices import NoticeError, Publisher, opening_text
 from agent.status.uptime import DOWN, MAINT, UP, Rollup, day_bounds
-from agent.store.sqlite import Store
 from agent.store.status import StatusStore
 from agent.vocab import Change, ComponentState
+from tests.pg import Opener
 
 TZ = ZoneInfo("Europe/Paris")
 NOW = dt.datetime(2026, 12, 1, 15, 0, tzinfo=TZ).timestamp()
@@ -110,10 +110,9 @@ def test_component_state(tmp_path: Path, incidents: list[Incident], windows: lis
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Any:
-    s = Store.open(tmp_path / "state")
-    yield StatusStore(s)
-    s.close()
+def store(store_opener: Opener) -> Any:
+    """The status tables on both stores (tests/pg.py)."""
+    yield StatusStore(store_opener())
 
 
 def test_notices_use_customer_words_only(tmp_path: Path, store: StatusStore) -> None:

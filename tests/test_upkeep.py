@@ -12,9 +12,11 @@ import pytest
 
 from agent.incidents import Incident, State, TimelineEntry
 from agent.store import migrations, upkeep
+from agent.store.base import Store
 from agent.store.records import OutboxMessage
-from agent.store.sqlite import Store, StoreError
+from agent.store.sqlite import SqliteStore, StoreError
 from agent.vocab import Entry, Severity
+from tests.pg import Opener
 
 DAY = 86400.0
 START = 1_700_000_000.0  # the fake clock's "now" at the first incident
@@ -36,11 +38,11 @@ def _incident(store: Store, i: int, at: float, *, resolved: bool, msg_status: st
 
 
 def _count(store: Store, table: str) -> int:
-    return int(sqlite3.connect(store.path).execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+    return int(store.db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
 
 
-def test_retention_prunes_old_resolved_incidents_never_open_ones(tmp_path: Path) -> None:
-    store = Store.open(tmp_path)
+def test_retention_prunes_old_resolved_incidents_never_open_ones(store_opener: Opener) -> None:
+    store = store_opener()
     _incident(store, 1, START, resolved=True)                      # old: pruned
     _incident(store, 2, START, resolved=False)                     # old but open: kept
     _incident(store, 3, START, resolved=True, msg_status="due")    # a message still due: kept
@@ -57,8 +59,8 @@ def test_retention_prunes_old_resolved_incidents_never_open_ones(tmp_path: Path)
     assert [i.id for i in store.incidents()] == [3, 2]
 
 
-def test_pruning_works_in_bounded_batches(tmp_path: Path) -> None:
-    store = Store.open(tmp_path)
+def test_pruning_works_in_bounded_batches(store_opener: Opener) -> None:
+    store = store_opener()
     for i in range(1, 26):
         _incident(store, i, START, resolved=True)
     first = upkeep.prune(store, START + 500 * DAY - RETENTION, batch=4, max_batches=3)
@@ -70,7 +72,7 @@ def test_pruning_works_in_bounded_batches(tmp_path: Path) -> None:
 
 def test_a_steady_store_stops_growing(tmp_path: Path) -> None:
     """A year of incidents a day, pruned daily with a 30-day retention: the file levels off."""
-    store = Store.open(tmp_path)
+    store = SqliteStore.open(tmp_path)
     sizes = []
     for day in range(120):
         now = START + day * DAY
@@ -82,8 +84,8 @@ def test_a_steady_store_stops_growing(tmp_path: Path) -> None:
     assert sizes[119] < 2 * sizes[29]
 
 
-async def test_upkeep_loop_uses_the_clock_it_is_given(tmp_path: Path) -> None:
-    store = Store.open(tmp_path)
+async def test_upkeep_loop_uses_the_clock_it_is_given(store_opener: Opener) -> None:
+    store = store_opener()
     _incident(store, 1, START, resolved=True)
     task = asyncio.create_task(upkeep.run(store, RETENTION, lambda: START + 401 * DAY,
                                           every=3600))
@@ -95,9 +97,21 @@ async def test_upkeep_loop_uses_the_clock_it_is_given(tmp_path: Path) -> None:
     assert store.incident(1) is None
 
 
+def test_maintenance_windows_are_pruned_once_over(store_opener: Opener) -> None:
+    store = store_opener()
+    with store.tx():
+        old = store.add_maintenance(checks=["pos"], tags=[], start=START, end=START + 60,
+                                    reason="old", by="alice")
+        new = store.add_maintenance(checks=["pos"], tags=["shop"], start=START,
+                                    end=START + 500 * DAY, reason="long", by="bob")
+    assert store.prune(START + 401 * DAY - RETENTION).windows == 1
+    assert [w["id"] for w in store.maintenance(START)] == [new] != [old]
+    assert store.maintenance(START)[0]["tags"] == ["shop"]
+
+
 def _version_1_store(path: Path) -> None:
     """A store as onwatch 0.1 left it: version 1, no retention indexes, no auto-vacuum."""
-    store = Store.open(path.parent)
+    store = SqliteStore.open(path.parent)
     _incident(store, 1, START, resolved=False)
     store.close()
     db = sqlite3.connect(path)
@@ -114,7 +128,7 @@ def _version_1_store(path: Path) -> None:
 def test_older_store_is_copied_then_migrated_one_step_at_a_time(tmp_path: Path) -> None:
     path = tmp_path / "onwatch.db"
     _version_1_store(path)
-    store = Store.open(tmp_path)
+    store = SqliteStore.open(tmp_path)
     assert migrations.version(store._db) == migrations.SCHEMA_VERSION == 2
     indexes = {r[0] for r in store._db.execute("SELECT name FROM sqlite_master WHERE type = "
                                                "'index'")}
@@ -138,21 +152,21 @@ def test_a_failed_step_leaves_the_store_at_its_version(tmp_path: Path,
 
     monkeypatch.setitem(migrations.STEPS, 1, broken)
     with pytest.raises(StoreError):
-        Store.open(tmp_path)
+        SqliteStore.open(tmp_path)
     db = sqlite3.connect(path)
     assert db.execute("SELECT value FROM meta").fetchone()[0] == "1"
     assert db.execute("SELECT name FROM sqlite_master WHERE name = 'half_done'").fetchone() is None
 
 
 def test_newer_store_is_refused_naming_both_versions(tmp_path: Path) -> None:
-    Store.open(tmp_path).close()
+    SqliteStore.open(tmp_path).close()
     db = sqlite3.connect(tmp_path / "onwatch.db")
     db.execute("UPDATE meta SET value = '7' WHERE key = 'schema_version'")
     db.commit()
     before = (tmp_path / "onwatch.db").read_bytes()
     for readonly in (False, True):
         with pytest.raises(StoreError) as err:
-            Store.open(tmp_path, readonly=readonly)
+            SqliteStore.open(tmp_path, readonly=readonly)
         assert "schema version 7" in str(err.value)
         assert f"up to {migrations.SCHEMA_VERSION}" in str(err.value)
     assert (tmp_path / "onwatch.db").read_bytes() == before
@@ -160,7 +174,7 @@ def test_newer_store_is_refused_naming_both_versions(tmp_path: Path) -> None:
 
 def test_backup_is_a_consistent_copy_taken_while_writing(tmp_path: Path) -> None:
     state = tmp_path / "state"
-    store = Store.open(state)
+    store = SqliteStore.open(state)
     for i in range(1, 51):
         _incident(store, i, START + i, resolved=i % 2 == 0)
     config = tmp_path / "c.toml"
@@ -181,3 +195,24 @@ def test_backup_is_a_consistent_copy_taken_while_writing(tmp_path: Path) -> None
     again = subprocess.run([sys.executable, "-m", "agent", "backup", str(copy), "--config",
                             str(config)], capture_output=True, text=True, timeout=60)
     assert again.returncode == 1 and "exists" in again.stderr
+
+
+def test_a_newer_postgresql_store_is_refused_and_left_alone(pg_url: str) -> None:
+    import psycopg
+
+    from agent.store import pg
+
+    pg.PgStore.open(pg_url).close()
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("UPDATE onwatch_schema SET version = 99")
+    for readonly in (False, True):
+        with pytest.raises(StoreError, match=r"newer onwatch.*version 99.*up to 2"):
+            pg.PgStore.open(pg_url, readonly=readonly)
+    with psycopg.connect(pg_url) as conn:
+        assert conn.execute("SELECT version FROM onwatch_schema").fetchone() == (99,)
+
+
+def test_every_schema_version_has_a_postgresql_step_too() -> None:
+    from agent.store import pg
+
+    assert set(range(pg.FIRST_VERSION, migrations.SCHEMA_VERSION)) <= set(pg.PG_STEPS)

@@ -78,7 +78,7 @@ def version(conn: sqlite3.Connection) -> int:
     return int(row[0]) if row else 1
 
 
-def _refuse_newer(found: int, path: Path) -> None:
+def refuse_newer(found: int, path: Path | str) -> None:
     if found > SCHEMA_VERSION:
         from agent import version as onwatch_version
 
@@ -89,12 +89,12 @@ def _refuse_newer(found: int, path: Path) -> None:
 
 
 def check_readable(conn: sqlite3.Connection, path: Path) -> None:
-    _refuse_newer(version(conn), path)
+    refuse_newer(version(conn), path)
 
 
 def prepare(conn: sqlite3.Connection, path: Path, schema: str) -> None:
     found = version(conn)
-    _refuse_newer(found, path)
+    refuse_newer(found, path)
     if found == 0 and not _has_tables(conn):
         # Only an empty file can switch auto-vacuum without a full VACUUM.
         conn.execute("PRAGMA auto_vacuum = INCREMENTAL")

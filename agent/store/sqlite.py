@@ -22,13 +22,14 @@ from agent.store import migrations, upkeep
 from agent.store.base import Db, StoreError
 from agent.store.queries import SqlStore
 
-__all__ = ["SCHEMA_VERSION", "SqliteStore", "Store", "StoreDamaged", "StoreError", "damaged",
+__all__ = ["SCHEMA", "SCHEMA_VERSION", "SqliteStore", "Store", "StoreDamaged", "StoreError",
+           "damaged",
            "is_damage"]
 
 SCHEMA_VERSION = migrations.SCHEMA_VERSION
 #: The current shape; agent/store/migrations.py takes older stores here step by step.
 #: A new column or index goes here AND into a new step there (with SCHEMA_VERSION + 1).
-_SCHEMA = """
+SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS incidents (
     id INTEGER PRIMARY KEY,
@@ -148,7 +149,7 @@ class SqliteStore(SqlStore):
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=NORMAL")
                 conn.execute("PRAGMA foreign_keys=ON")
-                migrations.prepare(conn, path, _SCHEMA)
+                migrations.prepare(conn, path, SCHEMA)
             # Short: the event loop waits this long on a locked store before the write is
             # kept in memory and retried (agent/pending.py); WAL readers never hold it up.
             conn.execute("PRAGMA busy_timeout=250")
@@ -177,6 +178,9 @@ class SqliteStore(SqlStore):
 
     def vacuum(self) -> int:
         return upkeep.vacuum(self._db)
+
+    def fence(self) -> None:
+        """One agent per file (agent/store/lock.py): it always may send."""
 
     def backup(self, dest: Path) -> None:
         migrations.keep_copy(self._db, dest)

@@ -107,8 +107,9 @@ class StatusStore:
         """(check, day, up_s, down_s, maint_s) increments; one statement per row."""
         self._db.executemany(
             "INSERT INTO uptime_daily VALUES (?,?,?,?,?) ON CONFLICT (check_name, day) DO "
-            "UPDATE SET up_s = up_s + excluded.up_s, down_s = down_s + excluded.down_s, "
-            "maint_s = maint_s + excluded.maint_s", rows)
+            "UPDATE SET up_s = uptime_daily.up_s + excluded.up_s, "
+            "down_s = uptime_daily.down_s + excluded.down_s, "
+            "maint_s = uptime_daily.maint_s + excluded.maint_s", rows)
 
     def prune_uptime(self, oldest_day: str) -> None:
         self._db.execute("DELETE FROM uptime_daily WHERE day < ?", (oldest_day,))

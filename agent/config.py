@@ -14,6 +14,7 @@ message ever quotes one.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import socket
@@ -143,7 +144,13 @@ class Config:
     replies: config_replies.Replies = field(default_factory=config_replies.Replies)
 
     def check(self, name: str) -> CheckConfig | None:
-        return next((c for c in self.checks if c.name == name), None)
+        return self._by_name.get(name)
+
+    @functools.cached_property
+    def _by_name(self) -> Mapping[str, CheckConfig]:
+        # A lookup index, built once: heartbeats, the API and the runner look checks up
+        # by name on every request, and a scan is O(N) at 10,000 checks.
+        return MappingProxyType({c.name: c for c in self.checks})
 
     def summary(self) -> str:
         kinds = sorted({c.type for c in self.checks})

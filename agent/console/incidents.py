@@ -19,6 +19,7 @@ change the browser is sent back to the incident's page (303).
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from aiohttp import web
@@ -27,9 +28,9 @@ from agent.console.context import CONSOLE_KEY, Console, page, redirect, refuse
 from agent.console.guard import person
 from agent.errors import ActionError
 from agent.escalation import EscalationState
-from agent.incidents import Incident
+from agent.incidents import Incident, TimelineEntry
 from agent.status.notices import NoticeError
-from agent.vocab import Via
+from agent.vocab import Entry, Via
 
 MAX_TEXT = 2000
 SNOOZES = (15, 30, 60, 120, 240, 480)
@@ -47,16 +48,19 @@ def _state(console: Console, inc: Incident) -> EscalationState | None:
     return EscalationState.from_json(raw) if raw else None
 
 
-def summary(console: Console, inc: Incident) -> dict[str, Any]:
-    """One incident as the lists show it."""
+def summary(console: Console, inc: Incident, timeline: Sequence[TimelineEntry] = ()
+            ) -> dict[str, Any]:
+    """One incident as the lists show it (with its cause and fix when `timeline` is given)."""
     st = _state(console, inc)
+    done = next((e.data for e in reversed(timeline) if e.kind is Entry.RESOLVED), {})
     steps = console.engine.policy(inc).steps if inc.is_open else ()
     tier = (st.step + 1) if st is not None and st.step >= 0 else 0
     snoozed = (st.deferred_until if st is not None and st.deferred_until
                and st.deferred_until > console.engine.clock() else None)
     return {"inc": inc, "tier": tier, "tiers": len(steps), "paged": st.paged if st else (),
             "what": inc.check or "declared by hand", "snoozed_until": snoozed,
-            "ended": bool(st and st.ended)}
+            "ended": bool(st and st.ended), "cause": str(done.get("cause", "")),
+            "fix": str(done.get("fix", ""))}
 
 
 async def overview(request: web.Request) -> web.StreamResponse:
@@ -98,7 +102,7 @@ async def incident_page(request: web.Request) -> web.StreamResponse:
     public = (console.site is not None and inc.is_open
               and bool(console.site.publisher.components_of(inc)))
     return page(request, "console/incident.html", title=f"Incident #{inc.id}",
-                s=summary(console, inc), timeline=timeline, messages=messages,
+                s=summary(console, inc, timeline), timeline=timeline, messages=messages,
                 actions=store.actions(incident_id=inc.id), snoozes=SNOOZES, public=public,
                 contacts=sorted(console.engine.config.contacts))
 

@@ -7,8 +7,8 @@ buckets = 288), so a check costs a few KB whatever its interval. It is lost on
 restart: the chart then starts again from the first run (the console says
 "since the agent started" when the ring is younger than a day).
 
-`svg(points, now)` draws one as a small inline SVG polyline (server-rendered,
-no script), with failed buckets marked in red.
+`chart(points, now)` lays one out for a small inline SVG bar chart
+(server-rendered, no script), failed buckets in red.
 """
 
 from __future__ import annotations
@@ -52,18 +52,15 @@ class LatencyHistory:
 
 
 def chart(points: list[Point], now: float) -> dict[str, object]:
-    """What templates/console/_latency.svg draws: the line, failures, the scale."""
+    """What templates/console/checks.html draws: one bar per bucket on a 24 h axis (a bar
+    shows even when there is one point), failed buckets red, and the scale."""
     if not points:
-        return {"line": "", "fails": [], "top_ms": 0, "w": WIDTH, "h": HEIGHT}
+        return {"bars": [], "top_ms": 0, "w": WIDTH, "h": HEIGHT}
     top = max(p.worst_s for p in points) or 0.001
     start = now - POINTS * BUCKET_S
-
-    def x(p: Point) -> float:
-        return round((p.bucket - start) / (POINTS * BUCKET_S) * WIDTH, 1)
-
-    def y(p: Point) -> float:
-        return round(HEIGHT - 2 - (p.worst_s / top) * (HEIGHT - 4), 1)
-
-    line = " ".join(f"{x(p)},{y(p)}" for p in points)
-    fails = [x(p) for p in points if p.failed]
-    return {"line": line, "fails": fails, "top_ms": round(top * 1000), "w": WIDTH, "h": HEIGHT}
+    bars = []
+    for p in points:
+        x = min(WIDTH - 1.0, round((p.bucket - start) / (POINTS * BUCKET_S) * WIDTH, 1))
+        height = max(1.0, round(p.worst_s / top * (HEIGHT - 2), 1))
+        bars.append({"x": x, "y": round(HEIGHT - height, 1), "h": height, "failed": p.failed})
+    return {"bars": bars, "top_ms": max(1, round(top * 1000)), "w": WIDTH, "h": HEIGHT}

@@ -138,8 +138,9 @@ async def link_page(request: web.Request) -> web.StreamResponse:
     found = console.auth.link_state(request.match_info["secret"], console.engine.clock())
     if found is None or found[1] != "ok":
         return _link_refused(request, None if found is None else found[1])
-    return page(request, "console/confirm.html", title="Sign in", who=found[0],
-                headers={"Referrer-Policy": "no-referrer"})
+    # The layout's Referrer-Policy (same-origin) stays: with no-referrer a browser sends
+    # "Origin: null" on the button's POST, which the guard refuses as from elsewhere.
+    return page(request, "console/confirm.html", title="Sign in", who=found[0])
 
 
 async def link_post(request: web.Request) -> web.StreamResponse:

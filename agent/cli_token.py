@@ -22,7 +22,7 @@ AddParser = Callable[..., argparse.ArgumentParser]
 def cmd_token(args: argparse.Namespace) -> int:
     from agent import cli
     from agent.store.auth import AuthStore
-    from agent.store.sqlite import Store, StoreError
+    from agent.store.base import StoreError, open_store
 
     cfg = cli._load(args.config)
     if cfg is None:
@@ -36,7 +36,7 @@ def cmd_token(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 64
     try:
-        store = Store.open(cfg.agent.state_dir)
+        store = open_store(cfg)
     except StoreError as exc:
         print(f"onwatch: {exc}", file=sys.stderr)
         return cli.EXIT_FAIL

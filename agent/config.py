@@ -116,7 +116,7 @@ class CheckConfig:
     #: incident on a sustained slow-down.
     baseline: bool = True
     #: Observations whose normal level is learned too (cpu_percent, a queue depth ...):
-    #: a sustained rise is "degraded" in the same way.
+    #: a sustained rise or fall is "degraded" in the same way.
     baseline_observations: tuple[str, ...] = ()
 
 

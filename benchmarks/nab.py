@@ -4,7 +4,7 @@ Run (from the repository root):
 
     python3 benchmarks/nab.py --data ../shared/nab/data --out /tmp/nab-results
     python3 benchmarks/nab.py --data DIR --out RESULTS [--labels LABELS_DIR] [--per-file]
-                              [--grid] [--set name=value ...] [--jobs 2]
+                              [--grid] [--decision-grid] [--set name=value ...] [--jobs 2]
 
 What it does: every DIR/<category>/<file>.csv (columns timestamp,value) is fed
 row by row, with the row's time, through two things the agent runs:
@@ -13,8 +13,8 @@ row by row, with the row's time, through two things the agent runs:
   gets; the anomaly_score is its raw score, computed before it learns the row;
 - `onwatch_decisions`: the runner's own detection pipeline
   (`agent.detect.pipeline.step`, defaults, the value as an observation with a
-  baseline): anomaly_score is 1 on the row where a "degraded" incident would
-  open, else 0.
+  baseline, so a sustained change either way counts): anomaly_score is 1 on
+  the row where a "degraded" incident would open, else 0.
 
 Both are written as NAB results, RESULTS/<detector>/<category>/<detector>_<file>.csv
 (timestamp,value,anomaly_score), which NAB's own scorer reads, and scored here
@@ -24,8 +24,10 @@ the threshold, and with --grid the candidate parameters, are chosen on the
 other categories and the held-out one is scored), the fold mean beside the
 full-subset score, all three profiles for both columns, and µs per sample.
 Decisions are scored as they are (threshold 0.5 on a 0/1 score): the agent
-has no threshold to tune after the fact. RESULTS/onwatch_summary.json holds
-the same figures.
+has no threshold to tune after the fact; with --decision-grid the candidate
+decision parameters (DECISION_GRID, `agent.detect.degraded.DegradedParams`)
+are chosen per fold on the other categories in the same way.
+RESULTS/onwatch_summary.json holds the same figures.
 
 Scores on a subset of NAB are comparable with other detectors scored on the
 same subset, not with NAB's whole-corpus scoreboard.
@@ -89,6 +91,26 @@ GRID: dict[str, dict[str, float]] = {
     "range 0.15": {"range_tolerance": 0.15},
 }
 
+#: The candidates of --decision-grid: one DegradedParams knob at a time around the defaults.
+DECISION_GRID: dict[str, dict[str, float | bool]] = {
+    "defaults": {},
+    "threshold 0.1": {"threshold": 0.1},
+    "threshold 0.3": {"threshold": 0.3},
+    "threshold 0.5": {"threshold": 0.5},
+    "share 0.75": {"share": 0.75},
+    "ratio 1.25": {"ratio": 1.25},
+    "ratio 2": {"ratio": 2.0},
+    "spreads 2": {"spreads": 2.0},
+    "spreads 4": {"spreads": 4.0},
+    "sustain 15m": {"sustain_s": 900.0},
+    "sustain 20m": {"sustain_s": 1200.0},
+    "sustain 30m": {"sustain_s": 1800.0},
+    "quiet 0": {"quiet_s": 0.0},
+    "quiet 3h": {"quiet_s": 10800.0},
+    "quiet 24h": {"quiet_s": 86400.0},
+    "rises only": {"falls": False},
+}
+
 
 def read_series(source: Path) -> tuple[list[str], list[str], list[float], list[float]]:
     with source.open(newline="") as f:
@@ -106,14 +128,18 @@ def raw_scores(times: list[float], values: list[float], params: BaselineParams
     return scores, time.perf_counter() - started
 
 
-def decision_scores(times: list[float], values: list[float], params: BaselineParams
+def decision_scores(times: list[float], values: list[float], params: BaselineParams,
+                    decide: dict[str, float | bool] | None = None
                     ) -> tuple[list[float], float]:
     """1.0 where the runner's detection pipeline opens a degraded incident, else 0.0.
 
     The value is what a check reports as an observation with a baseline
-    (`baseline_observations = ["value"]`), every run successful."""
+    (`baseline_observations = ["value"]`), every run successful; `decide`
+    overrides the observation's DegradedParams (--decision-grid)."""
     st = pipeline.CheckState()
     p = pipeline.Params(baseline=False, baseline_observations=("value",))
+    if decide:
+        p = replace(p, observation=replace(p.observation, **decide))  # type: ignore[arg-type]
     if params != BaselineParams():
         st.baselines["value"] = degraded.DegradedState(baseline=Baseline(params=params))
     step = pipeline.step
@@ -139,17 +165,18 @@ def write_results(target: Path, stamps: list[str], values: list[str], scores: li
 
 
 def run_file(source: Path, out: Path | None, overrides: dict[str, float],
-             decisions: bool) -> tuple[list[float], list[float], float, float]:
+             decisions: bool, raw: bool = True, decide: dict[str, float | bool] | None = None
+             ) -> tuple[list[float], list[float], float, float]:
     """One series: (raw scores, decision scores, seconds raw, seconds decisions)."""
     stamps, texts, times, values = read_series(source)
     params = replace(BaselineParams(), **overrides)  # type: ignore[arg-type]
-    raw, raw_s = raw_scores(times, values, params)
-    dec, dec_s = decision_scores(times, values, params) if decisions else ([], 0.0)
+    raw_sc, raw_s = raw_scores(times, values, params) if raw else ([], 0.0)
+    dec, dec_s = decision_scores(times, values, params, decide) if decisions else ([], 0.0)
     if out is not None:
-        for name, scores in ((DETECTOR, raw), (DECISIONS, dec)):
+        for name, scores in ((DETECTOR, raw_sc), (DECISIONS, dec)):
             write_results(out / name / source.parent.name / f"{name}_{source.name}",
                           stamps, texts, scores)
-    return raw, dec, raw_s, dec_s
+    return raw_sc, dec, raw_s, dec_s
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, float]:
@@ -183,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--per-file", action="store_true", help="print each file's share")
     parser.add_argument("--grid", action="store_true",
                         help="also choose among the GRID candidates per fold")
+    parser.add_argument("--decision-grid", action="store_true",
+                        help="also choose among the DECISION_GRID candidates per fold")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                         help="override a BaselineParams default (experiments)")
     parser.add_argument("--jobs", type=int, default=2, help="worker processes")
@@ -211,6 +240,12 @@ def main(argv: list[str] | None = None) -> int:
                 got = list(pool.map(run_file, sources, [None] * len(sources),
                                     [cand] * len(sources), [False] * len(sources)))
                 grid[name] = rows_for(sources, [g[0] for g in got], stamps, windows)
+        dgrid: dict[str, list[Row]] = {}
+        for name, decide in DECISION_GRID.items() if args.decision_grid else ():
+            got = list(pool.map(run_file, sources, [None] * len(sources),
+                                [overrides] * len(sources), [True] * len(sources),
+                                [False] * len(sources), [decide] * len(sources)))
+            dgrid[name] = rows_for(sources, [g[1] for g in got], stamps, windows)
 
     raw_rows = rows_for(sources, [r[0] for r in main_runs], stamps, windows)
     dec_rows = rows_for(sources, [r[1] for r in main_runs], stamps, windows)
@@ -239,6 +274,8 @@ def main(argv: list[str] | None = None) -> int:
     summary["decision_fold_mean"] = nab_folds.fold_mean(dec_folds)
     if grid:
         print(grid_report(grid, summary))
+    if dgrid:
+        print(nab_folds.decision_grid_report(dgrid, standard, summary))
 
     print(f"{'profile':20s} {'raw':>7s}  {'threshold':9s} {'decisions':>9s}")
     for profile in PROFILES.values():

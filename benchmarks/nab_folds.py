@@ -117,3 +117,30 @@ def table(title: str, folds: Sequence[Fold], full: float, full_threshold: float)
     lines.append(f"  {'full subset':24s} {'':7s} {'':12s} {full_threshold:9.4f} {'':6s} "
                  f"{full:8.2f}")
     return "\n".join(lines)
+
+
+def decision_grid_report(grid: Mapping[str, Sequence[Row]], profile: Profile,
+                         summary: dict[str, object]) -> str:
+    """Decision candidates (0/1 scores, threshold 0.5): each one's folds, and the
+    candidate chosen per fold on the other categories, scored on the held-out one."""
+    lines = ["decision candidates (--decision-grid): held-out score per fold"]
+    means: dict[str, float] = {}
+    for name, rows in grid.items():
+        folds = fixed_folds(rows, profile, 0.5)
+        means[name] = fold_mean(folds)
+        cells = "  ".join(f"{f.category[:14]:>14s} {f.held_out:6.2f}" for f in folds)
+        lines.append(f"  {name:14s} {cells}  mean {means[name]:6.2f}  "
+                     f"full {score_at(rows, profile, 0.5).normalised:6.2f}")
+    some = next(iter(grid.values()))
+    chosen = []
+    for held in fold_categories(some):
+        name = max(grid, key=lambda n: score_at(split(grid[n], held)[0], profile,
+                                                0.5).normalised)
+        score = score_at(split(grid[name], held)[1], profile, 0.5).normalised
+        chosen.append(score)
+        lines.append(f"  fold {held}: chosen on the others {name!r}, held-out {score:6.2f}")
+    lines.append(f"  candidates chosen on the other categories: fold mean "
+                 f"{sum(chosen) / len(chosen):6.2f}")
+    summary["decision_grid_fold_means"] = means
+    summary["decision_grid_selected_fold_mean"] = sum(chosen) / len(chosen)
+    return "\n".join(lines)

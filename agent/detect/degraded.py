@@ -1,16 +1,32 @@
 """Degraded: a sustained change of a numeric signal (response time first). Pure.
 
 The streaming `Baseline` scores each sample; its score marks the *start* of
-a change. A check is degraded only when that start is confirmed: after an
-alarm (score >= `threshold`), over the next `sustain_s` (and at least
-`min_runs` runs) at least `share` of the runs must be above both `ratio` x
-the normal seen at the alarm and that normal + 3 spreads. One spike followed
-by normal runs is then no change, and neither is noise around the old level;
-a real slow-down with the odd fast run among many is. It recovers when as
-large a share of the runs over as long is back under the midpoint.
+a change. A check is degraded only when that start is confirmed:
+
+- a candidate starts on a run whose score is >= `threshold` (a one-in-100
+  surprise: the baseline's likelihood >= 0.99) and whose value is beyond the
+  limit: above both `ratio` x the normal and the normal + `spreads` spreads
+  (the normal is the lower of the daily profile's value for this time of day
+  and the recent level, both before this run: the level may already be on its
+  way up);
+- over the next `sustain_s` (and at least `min_runs` runs), at least `share`
+  of the runs must be beyond that limit: the median of those minutes is. One
+  spike followed by normal runs is then no change, and neither is noise around
+  the old level; a real slow-down with the odd fast run among many is.
+
+It recovers when as large a share of the runs over as long is back past the
+midpoint between the normal and the limit. For `quiet_s` after a recovery
+only a red score (>= `red`, one in 100,000) starts a new candidate: a signal
+that just came back is still unsettled, and paging again for its aftershocks
+tells nobody anything new.
+
 Durations, not run counts: a check every 30 s and one every 5 min confirm
-after the same time (the first on more evidence). Only upward changes count:
-a faster page or fewer errors is not a problem. Constant memory per signal.
+after the same time (the first on more evidence). Direction: with `falls`
+off (the response time) only a rise counts, since a faster page is no
+problem; with it on (observations, whose meaning onwatch does not know: disk
+free, orders an hour, a queue depth) a fall below the normal / `ratio` and
+the normal - `spreads` spreads counts the same way. Constant memory per
+signal: the baseline and a dozen numbers.
 """
 
 from __future__ import annotations
@@ -22,17 +38,27 @@ from agent.detect.baseline import Baseline
 
 @dataclass(frozen=True, slots=True)
 class DegradedParams:
-    #: The baseline score that starts a candidate change.
-    threshold: float = 0.5
+    """Defaults chosen by the leave-one-category-out fold mean (docs/detection.md)."""
+
+    #: The baseline score that starts a candidate change (0.2: likelihood 0.99).
+    threshold: float = 0.2
     #: How long the change must last (and recovery too) ...
     sustain_s: float = 600.0
     #: ... in at least this many runs.
     min_runs: int = 3
-    #: The level must be at least this many times the normal.
+    #: The level must be at least this many times the normal (or, falling, at most
+    #: the normal / ratio) ...
     ratio: float = 1.5
+    #: ... and this many spreads of the recent level away from it.
+    spreads: float = 3.0
     #: The share of runs over sustain_s that must be beyond the limit (or, to
-    #: recover, back under the midpoint).
-    share: float = 0.75
+    #: recover, back past the midpoint): 0.5, the median of those minutes.
+    share: float = 0.5
+    #: After a recovery, for this long only a score >= red starts a new candidate.
+    quiet_s: float = 43200.0
+    red: float = 0.5
+    #: Whether a fall counts too (observations), not only a rise (the response time).
+    falls: bool = False
 
 
 @dataclass(slots=True)
@@ -49,6 +75,10 @@ class DegradedState:
     #: Sum of the values in the window (the level reported is their mean).
     total: float = 0.0
     degraded: bool = False
+    #: The direction of the current change: a rise (else a fall).
+    up: bool = True
+    #: When the last degraded spell recovered (the quiet period runs from there).
+    recovered_at: float = -1e18
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,18 +93,12 @@ def observe(st: DegradedState, t: float, value: float, *, unit: str = "s",
     score = st.baseline.update(t, value)
     if not st.degraded:
         if st.normal is None:
-            if score < params.threshold or before is None or before["samples"] < 1:
+            bar = params.red if t - st.recovered_at < params.quiet_s else params.threshold
+            if score < bar or before is None or before["samples"] < 1:
                 return None
-            # The normal is the lower of the profile's value for this time of day and
-            # the recent level, both *before* this sample: the level may already be on
-            # its way up (the alarm came minutes into a slow-down), the profile not.
-            normal = min(before["level"], before["baseline"])
-            limit = max(normal * params.ratio, normal + 3 * before["spread"])
-            if value < limit:
-                return None  # a change downwards, or too small to matter
-            st.normal, st.limit = normal, limit
-            st.streak = 0
-        verdict = _window(st, t, value, value >= st.limit, params)
+            if not _start(st, before, value, params):
+                return None  # no change, or one in a direction that does not count
+        verdict = _window(st, t, value, _beyond(st, value, st.limit), params)
         if verdict is None:
             return None
         runs, st.streak = st.streak, 0
@@ -82,20 +106,46 @@ def observe(st: DegradedState, t: float, value: float, *, unit: str = "s",
             st.normal = None
             return None
         st.degraded = True
+        assert st.normal is not None
         return Change("degraded", f"baseline {_fmt(st.normal, unit)}, now "
                                   f"{_fmt(st.total / runs, unit)} over the last {runs} runs")
     assert st.normal is not None
-    if st.streak == 0 and value > (st.normal + st.limit) / 2:
+    mid = (st.normal + st.limit) / 2
+    if st.streak == 0 and _beyond(st, value, mid):
         return None  # recovery windows start with a run that is back
-    verdict = _window(st, t, value, value <= (st.normal + st.limit) / 2, params)
+    verdict = _window(st, t, value, not _beyond(st, value, mid), params)
     if verdict is None:
         return None
     normal, now = st.normal, st.total / st.streak
     st.streak = 0
     if not verdict:
         return None
-    st.degraded, st.normal = False, None
+    st.degraded, st.normal, st.recovered_at = False, None, t
     return Change("recovered", f"back to {_fmt(now, unit)} (baseline {_fmt(normal, unit)})")
+
+
+def _start(st: DegradedState, before: dict[str, float], value: float, p: DegradedParams
+           ) -> bool:
+    """Open a candidate if `value` is beyond the limit above (or, with falls, below) the
+    normal seen before this run."""
+    spread = p.spreads * before["spread"]
+    normal = min(before["level"], before["baseline"])
+    limit = max(normal * p.ratio, normal + spread)
+    up = value >= limit
+    if not up:
+        if not p.falls:
+            return False
+        normal = max(before["level"], before["baseline"])
+        limit = min(normal / p.ratio, normal - spread)
+        if value > limit:
+            return False
+    st.normal, st.limit, st.up, st.streak = normal, limit, up, 0
+    return True
+
+
+def _beyond(st: DegradedState, value: float, bar: float) -> bool:
+    """Whether `value` is past `bar` in the current change's direction."""
+    return value >= bar if st.up else value <= bar
 
 
 def _window(st: DegradedState, t: float, value: float, hit: bool, params: DegradedParams

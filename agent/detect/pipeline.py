@@ -38,6 +38,9 @@ RESPONSE_TIME = "response time"
 #: The error-rate baseline (agent/detect/errorrate.py), learned with the response time's.
 ERROR_RATE = "error rate"
 
+_RISES = degraded.DegradedParams()
+_EITHER = degraded.DegradedParams(falls=True)
+
 
 @dataclass(frozen=True, slots=True)
 class Params:
@@ -50,6 +53,11 @@ class Params:
     #: Observations whose normal level is learned in the same way.
     baseline_observations: tuple[str, ...] = ()
     rules: Rules = field(default_factory=Rules)
+    #: How a baseline's scores become decisions: a slower response is a problem, a
+    #: faster one not; an observation's meaning is not known (disk free, orders an
+    #: hour, a queue depth), so a sustained change either way is.
+    response_time: degraded.DegradedParams = _RISES
+    observation: degraded.DegradedParams = _EITHER
 
 
 @dataclass(slots=True)
@@ -190,7 +198,9 @@ def _learn(st: CheckState, result: CheckResult, p: Params, now: float) -> list[C
         base = st.baselines.get(name)
         if base is None:
             base = st.baselines[name] = DegradedState()
-        change = degraded.observe(base, now, value, unit=unit)
+        change = degraded.observe(base, now, value, unit=unit,
+                                  params=p.response_time if name == RESPONSE_TIME
+                                  else p.observation)
         if change is not None:
             out.append(_degraded(st, name, change.kind == "degraded", change.reason))
     return out

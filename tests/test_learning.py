@@ -1,8 +1,9 @@
 """Baselines survive restarts: learned state to the store and back (agent/learning.py).
 
-The real runner, engine and SQLite store on a fake clock, fed CheckResults by
-the test: what is restored continues exactly where the original stopped, and
-what cannot be used is discarded with a log line naming the check and why.
+The real runner, engine and store (SQLite and PostgreSQL) on a fake clock, fed
+CheckResults by the test: what is restored continues exactly where the
+original stopped, and what cannot be used is discarded with a log line naming
+the check and why.
 """
 
 from __future__ import annotations
@@ -24,9 +25,11 @@ from agent.engine import Engine
 from agent.learning import Keeper
 from agent.metrics import Metrics
 from agent.runner import Runner
+from agent.store.base import Store
 from agent.store.baselines import BaselineStore
-from agent.store.sqlite import Store
+from agent.store.sqlite import SqliteStore
 from checks.result import CheckResult, ErrorKind
+from tests.pg import Opener
 
 T0 = 1_780_000_000.0
 STEP = 30.0
@@ -137,11 +140,14 @@ class Clock:
         return self.now
 
 
-def _agent(tmp_path: Path, interval: str = "30s") -> tuple[Runner, Keeper, Store, Config]:
+def _agent(tmp_path: Path, opener: Opener | None = None, interval: str = "30s"
+           ) -> tuple[Runner, Keeper, Store, Config]:
+    """An agent's runner and keeper over the test's store (`opener`; None: SQLite in the
+    config's state directory)."""
     cfg_file = tmp_path / "c.toml"
     cfg_file.write_text(CONFIG.format(state=tmp_path / "st", interval=interval))
     cfg = load(cfg_file)
-    store = Store.open(cfg.agent.state_dir)
+    store = opener() if opener is not None else SqliteStore.open(cfg.agent.state_dir)
     clock = Clock()
     metrics = Metrics()
     engine = Engine(cfg, store, metrics, b"k" * 32, clock)
@@ -157,12 +163,13 @@ def _run(runner: Runner, cfg: Config, start: int, stop: int) -> None:
         runner.on_result(check, _result(i), 0.0)
 
 
-def test_a_restart_continues_from_the_stored_state(tmp_path: Path) -> None:
-    runner, keeper, store, cfg = _agent(tmp_path)
+def test_a_restart_continues_from_the_stored_state(tmp_path: Path,
+                                                   store_opener: Opener) -> None:
+    runner, keeper, store, cfg = _agent(tmp_path, store_opener)
     _run(runner, cfg, 0, 400)
     assert keeper.save()
     store.close()
-    again, keeper2, store2, cfg2 = _agent(tmp_path)
+    again, keeper2, store2, cfg2 = _agent(tmp_path, store_opener)
     with capture_logs() as logs:
         keeper2.restore()
     restored = [e for e in logs if e["event"] == "baseline_state_restored"]
@@ -177,12 +184,13 @@ def test_a_restart_continues_from_the_stored_state(tmp_path: Path) -> None:
     store2.close()
 
 
-def test_changed_interval_discards_with_a_log_line(tmp_path: Path) -> None:
-    runner, keeper, store, cfg = _agent(tmp_path)
+def test_changed_interval_discards_with_a_log_line(tmp_path: Path,
+                                                   store_opener: Opener) -> None:
+    runner, keeper, store, cfg = _agent(tmp_path, store_opener)
     _run(runner, cfg, 0, 100)
     assert keeper.save()
     store.close()
-    again, keeper2, store2, _ = _agent(tmp_path, interval="1m")
+    again, keeper2, store2, _ = _agent(tmp_path, store_opener, interval="1m")
     with capture_logs() as logs:
         keeper2.restore()
     [ev] = [e for e in logs if e["event"] == "baseline_state_discarded"]
@@ -193,8 +201,9 @@ def test_changed_interval_discards_with_a_log_line(tmp_path: Path) -> None:
     store2.close()
 
 
-def test_other_version_or_garbage_is_discarded_with_a_log_line(tmp_path: Path) -> None:
-    runner, keeper, store, cfg = _agent(tmp_path)
+def test_other_version_or_garbage_is_discarded_with_a_log_line(tmp_path: Path,
+                                                               store_opener: Opener) -> None:
+    runner, keeper, store, cfg = _agent(tmp_path, store_opener)
     _run(runner, cfg, 0, 100)
     assert keeper.save()
     row = BaselineStore(store).load()["web"]
@@ -202,8 +211,9 @@ def test_other_version_or_garbage_is_discarded_with_a_log_line(tmp_path: Path) -
     data["baselines"][RESPONSE_TIME]["baseline"]["format"] = 1  # an older onwatch's
     for text, why in ((json.dumps(data), "format 1, this version reads"),
                       ("{not json", "does not parse")):
-        store.conn.execute("UPDATE baseline_state SET state = ?", (text,))
-        runner2, keeper2, store2, _ = _agent(tmp_path)
+        with store.tx():
+            store.db.execute("UPDATE baseline_state SET state = ?", (text,))
+        runner2, keeper2, store2, _ = _agent(tmp_path, store_opener)
         with capture_logs() as logs:
             keeper2.restore()
         [ev] = [e for e in logs if e["event"] == "baseline_state_discarded"]
@@ -228,6 +238,8 @@ def test_state_learned_with_other_parameters_is_refused() -> None:
 
 
 def test_a_refused_write_is_logged_once_and_retried(tmp_path: Path) -> None:
+    """SQLite locked by another process (the PostgreSQL store's refusals are its errors
+    too, through the same `store.errors`)."""
     runner, keeper, store, cfg = _agent(tmp_path)
     _run(runner, cfg, 0, 50)
     errors = runner.metrics.store_errors
@@ -252,12 +264,13 @@ def test_a_refused_write_is_logged_once_and_retried(tmp_path: Path) -> None:
     store.close()
 
 
-def test_removed_checks_lose_their_rows(tmp_path: Path) -> None:
-    runner, keeper, store, cfg = _agent(tmp_path)
+def test_removed_checks_lose_their_rows(tmp_path: Path, store_opener: Opener) -> None:
+    runner, keeper, store, cfg = _agent(tmp_path, store_opener)
     _run(runner, cfg, 0, 20)
     assert keeper.save()
     table = BaselineStore(store)
-    store.conn.execute("INSERT INTO baseline_state VALUES ('gone', '{}', '{}', 0)")
+    with store.tx():
+        store.db.execute("INSERT INTO baseline_state VALUES ('gone', '{}', '{}', 0)")
     assert set(table.load()) == {"web", "gone"}
     assert keeper.save()
     assert set(table.load()) == {"web"}

@@ -224,11 +224,12 @@ class ReplyHub:
             else:
                 self.engine.resolve(incident_id, by=contact,
                                     cause=answer.cause or f"resolved from {answer.channel}",
-                                    fix="")
+                                    fix="", via=Via(answer.channel))
                 text = f"#{incident_id} resolved by {contact}"
             # Who exactly, as the service knows them (a device, a user name, an address).
             self.engine.note(incident_id, by=contact,
-                             text=f"answered {action} on {answer.channel} as {answer.who}")
+                             text=f"answered {action} on {answer.channel} as {answer.who}",
+                             via=Via(answer.channel))
         except ActionError as exc:
             self.answers.labels(answer.channel, "no_effect").inc()
             log.warning("reply_no_effect", channel=answer.channel, contact=contact,

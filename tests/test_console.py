@@ -8,6 +8,8 @@ at a local Receiver through Apprise's json://, as a person's pages would.
 from __future__ import annotations
 
 import hashlib
+import itertools
+import re
 import sqlite3
 import time
 from collections.abc import AsyncIterator
@@ -18,9 +20,9 @@ import aiohttp
 import pytest
 
 from agent.store.auth import AuthStore
-from agent.store.sqlite import Store
 from tests import console_env as env
 from tests.console_env import Browser
+from tests.pg import Opener
 from tests.support import AgentProcess, Receiver, query, start_agent, wait_for
 
 
@@ -219,8 +221,8 @@ async def test_personal_tokens_act_as_their_person_and_revoked_ones_get_401(
     assert bad.returncode == 2 and "contact" in bad.stderr
 
 
-def test_auth_store_links_expire_and_work_once(tmp_path: Path) -> None:
-    store = Store.open(tmp_path)
+def test_auth_store_links_expire_and_work_once(store_opener: Opener) -> None:
+    store = store_opener()  # SQLite, then PostgreSQL
     auth = AuthStore(store)
     with store.tx():
         secret = auth.add_link("alice", 1000.0, 600.0)
@@ -233,6 +235,88 @@ def test_auth_store_links_expire_and_work_once(tmp_path: Path) -> None:
     with store.tx():
         s = auth.add_session("alice", 1000.0, 3600.0)
     assert auth.session(s, 4599.0) == "alice" and auth.session(s, 4600.0) is None
-    auth.prune(4600.0)
-    assert not store.conn.execute("SELECT * FROM sessions").fetchall()
+    with store.tx():
+        tid, token = auth.add_token("bob", 1000.0, "laptop")
+    assert auth.token_person(token) == (tid, "bob") and auth.token_person(token + "x") is None
+    with store.tx():
+        assert auth.revoke_token(tid, 2000.0) and not auth.revoke_token(tid, 2001.0)
+    assert auth.token_person(token) is None
+    assert [(t.id, t.person, t.revoked_at) for t in auth.tokens()] == [(tid, "bob", 2000.0)]
+    with store.tx():
+        auth.prune(4600.0)
+    assert not store.db.execute("SELECT * FROM sessions").fetchall()
     store.close()
+
+
+async def test_escalate_snooze_public_update_maintenance_feeds_and_charts(
+        running: Setup) -> None:
+    from icalendar import Calendar
+
+    b = Browser.open(running.base)
+    try:
+        await b.sign_in(running.receiver, "alice")
+        csrf = await b.csrf("/console/incidents/1")
+        pages_before = [m for m in running.receiver.messages if m["_path"] == "/bob"]
+        # Step 2 (bob) is 10 minutes away; escalate now pages it at once.
+        first = query(running.state, "SELECT contact FROM outbox WHERE event = 'page'")
+        status, _, _ = await b.post("/console/incidents/1/escalate", {"csrf": csrf})
+        assert status == 303
+        rows = query(running.state, "SELECT contact FROM outbox WHERE event = 'page'")
+        assert len(rows) > len(first) and ("bob",) in rows[len(first):]
+        assert timeline(running.state, "escalate_requested")[0][0] == "alice"
+        await wait_for(lambda: len([m for m in running.receiver.messages
+                                    if m["_path"] == "/bob"]) > len(pages_before), 10,
+                       "bob's page")
+        status, _, _ = await b.post("/console/incidents/1/snooze", {"csrf": csrf,
+                                                                   "minutes": "30"})
+        assert status == 303 and timeline(running.state, "snoozed")[0][0] == "alice"
+        status, html, _ = await b.get("/console")
+        assert "snoozed until" in html
+        status, _, _ = await b.post("/console/incidents/1/snooze", {"csrf": csrf,
+                                                                   "minutes": "100000"})
+        assert status == 400
+        status, _, _ = await b.post("/console/incidents/1/public", {
+            "csrf": csrf, "text": "Card payments are down; pay cash for now."})
+        assert status == 303
+        assert query(running.state, "SELECT by, text FROM public_notices WHERE kind = "
+                     "'update'") == [("alice", "Card payments are down; pay cash for now.")]
+        # The report's customer impact: the component, and the notices customers got.
+        _, report, _ = await b.get("/console/incidents/1/report")
+        impact = report.split("Customer impact", 1)[1].split("Escalation path", 1)[0]
+        assert "Card payments" in impact and "pay cash for now" in impact
+        assert "We are investigating a problem with Card payments" in impact
+        # Maintenance: start one on the check, see it, end it.
+        status, _, _ = await b.post("/console/maintenance", {
+            "csrf": csrf, "check": "till", "for": "2h", "reason": "new till"})
+        assert status == 303
+        _, html, _ = await b.get("/console/maintenance")
+        assert "new till" in html and "opened by alice" in html
+        wid = query(running.state, "SELECT id FROM maintenance")[0][0]
+        status, _, _ = await b.post(f"/console/maintenance/{wid}/end", {"csrf": csrf})
+        assert status == 303 and "No window" in (await b.get("/console/maintenance"))[1]
+        status, _, _ = await b.post("/console/maintenance", {"csrf": csrf, "check": "nope",
+                                                            "for": "2h"})
+        assert status == 400
+        # The checks page draws the latency bars; the review page renders.
+        _, html, _ = await b.get("/console/checks")
+        assert '<svg class="lat"' in html and 'fill="#cf222e"' in html
+        status, html, _ = await b.get("/console/review?since=7d")
+        assert status == 200 and "till" in html
+        assert (await b.get("/console/review?since=soon"))[0] == 400
+        # On call: the rotation's holder now and next, and alice's own feed.
+        _, html, _ = await b.get("/console/on-call")
+        m = re.search(r'href="(http[^"]+\.ics)"', html)
+        assert m and "frontline" in html
+        feed = m.group(1).split("/console", 1)[1]
+        async with aiohttp.ClientSession() as s, s.get(running.base + "/console" + feed) as r:
+            assert r.status == 200 and r.content_type == "text/calendar"
+            cal = Calendar.from_ical(await r.read())
+        events = cal.walk("VEVENT")
+        assert 4 <= len(events) <= 5  # every other week of 60 days
+        assert {str(e["SUMMARY"]) for e in events} == {"On call: frontline"}
+        starts = sorted(e.decoded("DTSTART").timestamp() for e in events)
+        assert all(later - earlier == 14 * 86400 for earlier, later in itertools.pairwise(starts))
+        forged = feed[:-8] + ("A" if feed[-8] != "A" else "B") + feed[-7:]
+        assert (await b.get("/console" + forged))[0] == 404
+    finally:
+        await b.close()

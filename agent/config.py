@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import functools
 import os
-import re
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from agent import (
     config_guard,
     config_intake,
     config_notify,
+    config_probe,
     config_replies,
     config_service,
     config_status,
@@ -50,7 +50,7 @@ from agent.vocab import SEVERITIES, Severity
 from checks.registry import KINDS
 
 DEFAULT_LISTEN = "127.0.0.1:9847"
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_NAME = config_guard.NAME
 
 
 class ConfigError(Exception):
@@ -118,6 +118,22 @@ class CheckConfig:
     #: Observations whose normal level is learned too (cpu_percent, a queue depth ...):
     #: a sustained rise or fall is "degraded" in the same way.
     baseline_observations: tuple[str, ...] = ()
+    #: Where it runs: "local" (this agent) and remote probes' names (agent/config_probe.py).
+    locations: tuple[str, ...] = (config_probe.LOCAL,)
+    #: How many locations must confirm it down before it is down.
+    quorum: int = 1
+    #: The check's own table as written (what a remote probe is sent to run it).
+    table: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}), repr=False,
+                                     compare=False)
+
+    @property
+    def runs_here(self) -> bool:
+        return config_probe.LOCAL in self.locations
+
+    @property
+    def remote(self) -> bool:
+        """Runs at a remote probe (alone, or with others): its outage is a vote."""
+        return self.locations != (config_probe.LOCAL,)
 
 
 @dataclass(frozen=True)
@@ -142,6 +158,8 @@ class Config:
     status: config_status.StatusConfig = field(default_factory=config_status.StatusConfig)
     #: Reply channels ([replies.*] and each contact's [contacts.reply]).
     replies: config_replies.Replies = field(default_factory=config_replies.Replies)
+    #: [probes]: remote probes that stop reporting (agent/probe_intake.py).
+    probes: config_probe.ProbesConfig = field(default_factory=config_probe.ProbesConfig)
 
     def check(self, name: str) -> CheckConfig | None:
         return self._by_name.get(name)
@@ -194,16 +212,32 @@ def parse(raw: Mapping[str, Any], path: Path) -> Config:
     web = config_status.web(_table(root, "web"))
     status = config_status.parse(_table(root, "status"), checks)
     replies = config_replies.parse(_table(root, "replies"), reply_sections)
+    probes = config_probe.central(_table(root, "probes"), frozenset(esc.policies))
     defaults.finish()
     root.finish()
     config_guard.nothing_watched(raw, checks, errors)
+    _probes_page_someone(checks, probes, esc, defaults.raw.get("policy"), errors)
     if errors:
         raise ConfigError(path, errors)
     policy = defaults.raw.get("policy")  # validated with the other defaults
     return Config(path, agent, MappingProxyType(contacts), checks, esc, delivery,
                   MappingProxyType(templates), windows, intake,
                   policy if isinstance(policy, str) and policy in esc.policies else None,
-                  web, status, replies)
+                  web, status, replies, probes)
+
+
+def _probes_page_someone(checks: tuple[CheckConfig, ...], probes: config_probe.ProbesConfig,
+                         esc: config_escalation.Escalation, default_policy: Any,
+                         errors: list[str]) -> None:
+    """A probe that stops reporting is an incident: someone must be paged for it."""
+    remote = sorted({loc for c in checks for loc in c.locations if loc != config_probe.LOCAL})
+    if not remote or probes.policy or default_policy:
+        return
+    if any(r.severity == probes.severity and r.policy for r in esc.routes):
+        return
+    errors.append(f"probes: policy: checks run at remote locations ({', '.join(remote)}); "
+                  "name the policy that pages when one stops reporting ([probes] policy = "
+                  "\"...\", or [defaults] policy)")
 
 
 def _table(root: Section, key: str) -> Section:
@@ -365,6 +399,7 @@ def _checks(root: Section, defaults: Section, contacts: Mapping[str, Contact],
         depends_on = sec.string_list("depends_on")
         baseline = sec.boolean("baseline", True)
         baseline_observations = sec.string_list("baseline_observations")
+        locations, quorum = config_probe.locations(sec, kind_name)
         kind = KINDS.get(kind_name)
         spec: Any = None
         if kind is None and kind_name:
@@ -375,7 +410,8 @@ def _checks(root: Section, defaults: Section, contacts: Mapping[str, Contact],
             sec.finish()  # without a known type, which keys belong is unknown
         out.append(CheckConfig(name, kind_name, interval, timeout, confirm, recover, recheck,
                                check_contacts, severity, description, spec, policy, tags,
-                               depends_on, baseline, baseline_observations))
+                               depends_on, baseline, baseline_observations, locations, quorum,
+                               MappingProxyType(dict(item))))
     config_detect.dependencies(out, lambda i, msg: errors.append(
         f"checks[{i}] {show(out[i].name)}: {msg}"))
     return tuple(out)

@@ -90,6 +90,15 @@ def depth(doc: Any) -> int:
     return deepest
 
 
+#: What names of checks, contacts, probes and locations look like (they appear in URLs,
+#: metric labels and file names).
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+def is_name(text: str) -> bool:
+    return NAME.fullmatch(text) is not None
+
+
 def nothing_watched(raw: Mapping[str, Any], checks: Sequence[_Check], errors: list[str]
                     ) -> None:
     """An error when the config can do nothing: no checks, no [intake], no contacts.

@@ -23,12 +23,14 @@ from collections.abc import Callable
 import structlog
 
 from agent.config import CheckConfig, Config
+from agent.config_probe import LOCAL
 from agent.detect import pipeline
 from agent.detect.maintenance import active_window
 from agent.detect.outage import Health, OutageState
 from agent.detect.pipeline import CheckState, Params
 from agent.engine import Engine
 from agent.incidents import Incident
+from agent.locations import Locations
 from agent.metrics import CheckMetrics, Metrics
 from checks.result import CheckResult
 
@@ -55,13 +57,20 @@ class Runner:
         self._cm: dict[str, CheckMetrics] = {c.name: metrics.for_check(c.name)
                                              for c in config.checks}
         engine.on_resolved_by_hand = self.forget_outage
+        #: Checks seen from several locations (agent/locations.py).
+        self.locations = Locations(metrics.registry, engine.on_check_signal, self._hold,
+                                   self._set_up)
 
     def restore(self) -> None:
         """Checks whose outage incident is open are known to be down; orphans are closed."""
         self.engine.restore()
         for inc in self._close_orphans():
             if inc.kind.marks_down:
-                self._states[inc.check or ""] = pipeline.restored(inc.started_at)
+                check = self.config.check(inc.check or "")
+                if check is not None and check.remote:
+                    self.locations.restore(check.name, inc.started_at)
+                else:
+                    self._states[inc.check or ""] = pipeline.restored(inc.started_at)
                 self.metrics.check_up.labels(inc.check).set(0)
 
     def _close_orphans(self) -> list[Incident]:
@@ -87,6 +96,7 @@ class Runner:
         for name in [n for n in self._states if n not in names]:
             del self._states[name], self._cm[name]
             self._params.pop(name, None)
+            self.locations.forget_check(name)
         for c in config.checks:
             if c.name not in self._states:
                 self._states[c.name] = CheckState()
@@ -100,6 +110,9 @@ class Runner:
         self.metrics.lateness.observe(lateness)
         self._cm[check.name].record(result)
         st = self._states[check.name]
+        if check.remote:
+            return self.locations.result(check, LOCAL, result, st, self._params_of(check),
+                                         fresh=True)
         hold = self._hold(check) if pipeline.wants_hold(st, result) else None
         step = pipeline.step(st, check.name, result, self._params_of(check),
                              now=result.checked_at or self.clock(), hold=hold)
@@ -116,6 +129,25 @@ class Runner:
             self.engine.on_check_signal(check, signal)
         return step.recheck
 
+    def on_remote(self, check: CheckConfig, location: str,
+                  results: list[tuple[CheckResult, bool]]) -> None:
+        """Results of `check` from a remote probe, oldest first, each with whether it is
+        fresh (agent/probe_intake.py decides); the verdict follows the newest fresh one."""
+        st = self._states.get(check.name)
+        if st is None or location not in check.locations:
+            return
+        for result, fresh in results:
+            self._cm[check.name].record(result)
+            self.locations.result(check, location, result, st, self._params_of(check),
+                                  fresh=fresh)
+
+    def location_lost(self, location: str) -> list[str]:
+        """A probe stopped reporting; returns the checks only it runs."""
+        return self.locations.lost(location, self.config.checks)
+
+    def _set_up(self, name: str, health: Health) -> None:
+        self.metrics.check_up.labels(name).set(1 if health is Health.UP else 0)
+
     def forget_outage(self, inc: Incident) -> None:
         """A person resolved `inc` while its check may still fail: the check is unknown.
 
@@ -126,8 +158,9 @@ class Runner:
         """
         st = self._states.get(inc.check or "")
         if (st is None or inc.resolved_by == "onwatch" or not inc.kind.marks_down
-                or st.outage.health is Health.UP):
+                or self.health(inc.check or "") is Health.UP):
             return
+        self.locations.reset(inc.check or "")
         st.outage, st.held = OutageState(), None
         with contextlib.suppress(KeyError):  # absent while unknown, as at start
             self.metrics.check_up.remove(inc.check)
@@ -141,6 +174,9 @@ class Runner:
         return cached[1]
 
     def health(self, name: str) -> Health:
+        check = self.config.check(name)
+        if check is not None and check.remote:
+            return self.locations.health(name)
         return self._states[name].outage.health
 
     def state(self, name: str) -> CheckState | None:
@@ -161,12 +197,11 @@ class Runner:
         if w is not None:
             return "in a maintenance window" + (f" ({w.reason})" if w.reason else "")
         for parent in check.depends_on:
-            st = self._states[parent].outage
-            if st.health is Health.DOWN:
+            if self.health(parent) is Health.DOWN:
                 inc = self.engine.open_for_check(parent)
                 return (f"depends on {parent}, which is down"
                         + (f" (incident #{inc.id})" if inc else ""))
-            if st.fails > 0:
+            if self._states[parent].outage.fails > 0:
                 # Both broke at once and the child confirmed first: wait for the parent.
                 return f"depends on {parent}, which is failing too"
         return None

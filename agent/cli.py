@@ -25,7 +25,7 @@ from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agent import cli_report, cli_token
+from agent import cli_probe, cli_report, cli_token
 from agent import config as configmod
 from agent.cli_parser import DEFAULT_CONFIG, build_parser
 from agent.config import Config, ConfigError
@@ -349,7 +349,8 @@ COMMANDS = {"run": cmd_run, "validate": cmd_validate, "check": cmd_check,
             "incidents": cmd_incidents, "show": cmd_show, "ack": cmd_ack,
             "resolve": cmd_resolve, "note": cmd_note, "declare": cmd_declare,
             "maintenance": cmd_maintenance, "test-notify": cmd_test_notify, "backup": cmd_backup,
-            "update": cmd_update, **cli_report.COMMANDS, **cli_token.COMMANDS}
+            "update": cmd_update, **cli_report.COMMANDS, **cli_token.COMMANDS,
+            **cli_probe.COMMANDS}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -78,6 +78,9 @@ def build_parser(commands: Mapping[str, Command]) -> argparse.ArgumentParser:
     from agent.cli_token import register as register_token
 
     register_token(command)
+    from agent.cli_probe import register as register_probe
+
+    register_probe(command)
     return p
 
 

@@ -23,13 +23,14 @@ from pathlib import Path
 import structlog
 from aiohttp import web as aiohttp_web
 
-from agent import console, learning, links, reload, service, systemd, web
+from agent import console, learning, links, probe_intake, reload, service, systemd, web
 from agent.config import Config
 from agent.engine import Engine
 from agent.metrics import Metrics
 from agent.outbox import Dispatcher
 from agent.pages import apps
 from agent.pages.apps import StatusService
+from agent.probe_intake import ProbeHub
 from agent.replies import ReplyHub
 from agent.runner import Runner
 from agent.scheduler import Scheduler
@@ -83,16 +84,21 @@ async def _serve(config: Config, stop: asyncio.Event, reload_from: Path | None) 
     ctx = ProbeContext(clock)
     status = StatusService(config, runner, link_key, clock)
     desk = console.build(runner, status.site)
+    probes = ProbeHub(config, runner, link_key, metrics.registry, clock)
     app = web.build_app(runner, api_token, ctx)
     apps.add_private(app, status.site)
     console.mount(app, desk)
+    probe_intake.mount(app, probes)
     site, address = await _listen(config, app, store)
-    public, public_address = await _public(config, runner, ctx, status, site, store, desk)
+    public, public_address = await _public(config, runner, ctx, status, site, store,
+                                           (desk, probes))
     engine.public_url = config.agent.public_url or f"http://{public_address or address}"
     status.public_url = engine.public_url
     # Where `onwatch ack|resolve|note|declare` find this agent (listen may say port 0).
     (config.agent.state_dir / "agent.addr").write_text(address + "\n")
-    scheduler = Scheduler(config.checks, ctx, console.wrap(desk, status.wrap(runner.on_result)),
+    # Checks that only remote probes run are not run here (agent/config_probe.py).
+    scheduler = Scheduler([c for c in config.checks if c.runs_here], ctx,
+                          console.wrap(desk, status.wrap(runner.on_result)),
                           max_concurrency=config.agent.max_concurrency, clock=clock)
     replies = ReplyHub(config.replies, link_key, time.time, engine=engine,
                        registry=metrics.registry)
@@ -108,8 +114,9 @@ async def _serve(config: Config, stop: asyncio.Event, reload_from: Path | None) 
     side_tasks = service.start_tasks(config, scheduler, store, metrics.registry)
     side_tasks.append(asyncio.create_task(_clock_watch(clock), name="clock-watch"))
     side_tasks.append(asyncio.create_task(keeper.run(), name="baseline-keeper"))
+    side_tasks.append(asyncio.create_task(probes.run(), name="probe-watch"))
     reloader = reload.Reloader(config, reload_from, metrics.registry,
-                               reload.applier(engine, runner, dispatcher, scheduler))
+                               reload.applier(engine, runner, dispatcher, scheduler, probes))
     loop.add_signal_handler(signal.SIGHUP, reloader.request)
     log.info("agent_started", listen=address, public_listen=public_address,
              checks=len(config.checks),
@@ -206,14 +213,15 @@ def _dispatcher(config: Config, store: Store, metrics: Metrics, engine: Engine,
 
 
 async def _public(config: Config, runner: Runner, ctx: ProbeContext, status: StatusService,
-                  private: aiohttp_web.AppRunner, store: Store, desk: console.Console
+                  private: aiohttp_web.AppRunner, store: Store,
+                  parts: tuple[console.Console, ProbeHub]
                   ) -> tuple[aiohttp_web.AppRunner | None, str | None]:
     """The public listener, when `[web] public_listen` asks for one (see agent/pages/apps.py)."""
     if config.web.public_listen is None:
         return None, None
     host, port = config.web.public_listen
     try:
-        public, address = await web.start(apps.public_app(runner, ctx, status.site, desk),
+        public, address = await web.start(apps.public_app(runner, ctx, status.site, *parts),
                                            host, port)
     except OSError as exc:
         await private.cleanup()

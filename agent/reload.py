@@ -44,6 +44,7 @@ from agent.config import AgentConfig, Config
 if TYPE_CHECKING:
     from agent.engine import Engine
     from agent.outbox import Dispatcher
+    from agent.probe_intake import ProbeHub
     from agent.runner import Runner
     from agent.scheduler import Scheduler
 
@@ -94,15 +95,17 @@ def keep_start_settings(old: Config, new: Config) -> Config:
     return replace(new, agent=replace(new.agent, **kept), **sections)
 
 
-def applier(engine: Engine, runner: Runner, dispatcher: Dispatcher, scheduler: Scheduler
-            ) -> Callable[[Config, Changes], None]:
+def applier(engine: Engine, runner: Runner, dispatcher: Dispatcher, scheduler: Scheduler,
+            probes: ProbeHub | None = None) -> Callable[[Config, Changes], None]:
     """The one place a new config reaches the running parts, runner before scheduler so
     that an added check has its state before its first result."""
     def apply(new: Config, changes: Changes) -> None:
         engine.reconfigure(new)
         runner.reconfigure(new)
         dispatcher.reconfigure(new.contacts, new.delivery)
-        scheduler.update(new.checks, set(changes.changed))
+        scheduler.update([c for c in new.checks if c.runs_here], set(changes.changed))
+        if probes is not None:
+            probes.reconfigure(new)
     return apply
 
 

@@ -8,6 +8,7 @@ Public (`[web] public_listen`): what the outside world needs, and only that:
     POST /subscribe, GET|POST /subscribe/confirm/{token}, GET|POST /unsubscribe/{token}
     GET|POST /ack/{token}             (acknowledgement links in pages)
     GET|POST /heartbeat/{check}       (push checks)
+    GET /probe/v1/checks, POST /probe/v1/results   (remote probes, signed: agent/probe_intake.py)
     /console/...                      (signed-in people: agent/console)
 Everything else answers 404 there: /metrics, /healthz (it names checks),
 /api/v1, /inbox. The private listener (`[agent] listen`, loopback by default)
@@ -32,12 +33,13 @@ from typing import Any
 
 from aiohttp import web
 
-from agent import api, console
+from agent import api, console, probe_intake
 from agent import web as webmod
 from agent.config import CheckConfig, Config
 from agent.console import Console
 from agent.pages import status_routes, subscribe_routes
 from agent.pages.site import Site
+from agent.probe_intake import ProbeHub
 from agent.runner import Runner
 from agent.status.mailer import Mailer
 from agent.status.notices import NoticeError, Publisher
@@ -51,7 +53,8 @@ PUBLIC_MAX_BODY = 16 * 1024
 
 
 def public_app(runner: Runner, ctx: ProbeContext, site: Site | None,
-               desk: Console | None = None) -> web.Application:
+               desk: Console | None = None, probes: ProbeHub | None = None
+               ) -> web.Application:
     app = web.Application(client_max_size=PUBLIC_MAX_BODY)
     app[webmod.RUNNER_KEY] = runner
     app[webmod.CTX_KEY] = ctx
@@ -64,6 +67,8 @@ def public_app(runner: Runner, ctx: ProbeContext, site: Site | None,
         subscribe_routes.add_routes(app)
     if desk is not None:
         console.mount(app, desk)
+    if probes is not None:
+        probe_intake.mount(app, probes)
     return app
 
 

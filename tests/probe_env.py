@@ -1,0 +1,129 @@
+"""Helpers for remote-probe tests: a switchable target, the central's config, a probe process."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from tests.support import ROOT, STARTED, AgentProcess, Receiver, onwatch, wait_for
+
+
+@dataclass
+class Target:
+    """An HTTP server whose answer a test switches between 200 and 503."""
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    up: bool = True
+    hits: int = 0
+    runner: web.AppRunner | None = field(default=None, repr=False)
+
+    async def start(self) -> Target:
+        app = web.Application()
+        app.router.add_get("/", self._get)
+        self.runner = web.AppRunner(app, access_log=None)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, self.host, self.port)
+        await site.start()
+        self.port = self.runner.addresses[0][1]
+        return self
+
+    async def _get(self, request: web.Request) -> web.Response:
+        self.hits += 1
+        return web.Response(text="shop", status=200 if self.up else 503)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}/"
+
+    async def close(self) -> None:
+        if self.runner:
+            await self.runner.cleanup()
+
+
+def central_config(state: Path, receiver: Receiver, checks: str, *, listen: str = "127.0.0.1:0",
+                   public: str = "", unreachable_after: str = "4s") -> str:
+    base = f"json://127.0.0.1:{receiver.port}"
+    web_table = f'\n[web]\npublic_listen = "{public}"\n' if public else ""
+    return f"""
+[agent]
+state_dir = "{state}"
+listen = "{listen}"
+{web_table}
+[[contacts]]
+name = "owner"
+urls = ["{base}/owner"]
+
+[[policies]]
+name = "owner"
+ack_timeout = "off"
+[[policies.steps]]
+notify = ["owner"]
+
+[defaults]
+policy = "owner"
+interval = "1s"
+timeout = "500ms"
+confirm = 2
+recover = 1
+recheck_interval = "200ms"
+
+[probes]
+unreachable_after = "{unreachable_after}"
+{checks}
+"""
+
+
+def add_probe(config: Path, name: str) -> str:
+    """`onwatch probe add NAME` on the central; returns the key it printed."""
+    out = onwatch("probe", "add", name, "--config", str(config))
+    assert out.returncode == 0, out.stderr
+    m = re.search(r'key = "(onwprobe\.[^"]+)"', out.stdout)
+    assert m, out.stdout
+    return m.group(1)
+
+
+def probe_file(tmp: Path, name: str, central: str, key: str, *, report_every: str = "200ms"
+               ) -> Path:
+    path = tmp / f"probe-{name}.toml"
+    path.write_text(f'[probe]\nname = "{name}"\ncentral = "{central}"\nkey = "{key}"\n'
+                    f'state_dir = "{tmp / ("probe-" + name)}"\nreport_every = "{report_every}"\n'
+                    'refresh_every = "2s"\n')
+    return path
+
+
+async def start_probe(cfg: Path, *, netns: str | None = None, timeout: float = 20.0
+                      ) -> AgentProcess:
+    """`onwatch probe --config cfg` as a real process (in network namespace `netns`)."""
+    prefix = ["ip", "netns", "exec", netns] if netns else []
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = await asyncio.create_subprocess_exec(
+        *prefix, sys.executable, "-m", "agent", "probe", "--config", str(cfg),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=str(ROOT), env=env)
+    probe = AgentProcess(proc, cfg)
+    STARTED.append(probe)
+    probe._reader = asyncio.create_task(probe._read())
+
+    async def started() -> Any:
+        if proc.returncode is not None:
+            raise AssertionError(f"probe exited {proc.returncode}: {probe.raw_log[-20:]}")
+        return probe.events("probe_started")
+
+    try:
+        await wait_for(started, timeout, "probe_started in the probe's log")
+    except BaseException:
+        await probe.stop(signal.SIGKILL)
+        raise
+    return probe
+
+
+def pages(receiver: Receiver) -> list[str]:
+    return [f"{m.get('title', '')}\n{m.get('message', '')}" for m in receiver.messages]

@@ -20,11 +20,17 @@ from tests.support import AgentProcess, Receiver, wait_for
 API_TOKEN = "console-tests-shared-token"
 
 
+#: Ports held bound (never listening) for the tests' lifetime: nobody else can take one
+#: and make the failing check pass halfway through a test.
+_HELD: list[socket.socket] = []
+
+
 def closed_port() -> int:
     """A loopback port nobody listens on (the check fails: an incident opens)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    _HELD.append(s)
+    return int(s.getsockname()[1])
 
 
 def config(state: Path, receiver: Receiver, port: int) -> str:

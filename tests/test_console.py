@@ -321,3 +321,44 @@ async def test_escalate_snooze_public_update_maintenance_feeds_and_charts(
         assert (await b.get("/console" + forged))[0] == 404
     finally:
         await b.close()
+
+
+async def test_cookies_are_secure_when_the_public_url_is_https(tmp_path: Path,
+                                                               _no_agent_left_running: None
+                                                               ) -> None:
+    receiver = await Receiver().start()
+    state = tmp_path / "state"
+    text = env.config(state, receiver, env.closed_port()).replace(
+        'timezone = "Europe/Paris"', 'timezone = "Europe/Paris"\npublic_url = '
+        '"https://status.shop.example"')
+    agent = await start_agent(text, tmp_path)
+    b = Browser.open(env.public_base(agent))
+    try:
+        status, html, headers = await b.get("/console/sign-in")
+        assert "Secure" in headers["Set-Cookie"] and "HttpOnly" in headers["Set-Cookie"]
+        # The client, like a browser, keeps a Secure cookie off plain http: as a TLS proxy
+        # would, send it by hand.
+        anon = headers["Set-Cookie"].split(";", 1)[0]
+        found = re.search(r'name="csrf" value="([^"]+)"', html)
+        assert found is not None
+        csrf = found.group(1)
+
+        async def post(path: str, data: dict[str, str]) -> tuple[int, dict[str, str]]:
+            async with b.session.post(b.base + path, data=data, allow_redirects=False,
+                                      headers={"Origin": "https://status.shop.example",
+                                               "Cookie": anon}) as r:
+                return r.status, dict(r.headers)
+
+        # A POST whose Origin is the public URL (behind a TLS proxy) passes the guard.
+        assert (await post("/console/sign-in", {"name": "alice", "csrf": csrf}))[0] == 200
+        link = (await wait_for(lambda: env.sign_in_links(receiver, "alice"), 10, "a link"))[0]
+        assert link.startswith("https://status.shop.example/console/link/")
+        status, headers = await post("/console/link/" + link.rsplit("/console/link/", 1)[1],
+                                     {"csrf": csrf})
+        assert status == 303 and "Secure" in headers["Set-Cookie"]
+        assert "onwatch_session=" in headers["Set-Cookie"]
+    finally:
+        await b.close()
+        code = await agent.stop()
+        await receiver.close()
+    assert code == 0, agent.raw_log[-20:]

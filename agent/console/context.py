@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,10 +37,11 @@ class Console:
     site: Site | None = None
     #: Sign-in deliveries in flight (kept so that they are not garbage-collected).
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
-    url: Callable[[], str] | None = None
 
     def public_url(self) -> str:
-        return self.url() if self.url is not None else self.engine.public_url
+        """Where people reach the agent (`[agent] public_url`, else the listener's address;
+        the daemon sets it once the listeners are bound)."""
+        return self.engine.public_url
 
     @property
     def title(self) -> str:

@@ -23,7 +23,7 @@ from pathlib import Path
 import structlog
 from aiohttp import web as aiohttp_web
 
-from agent import console, learning, links, probe_intake, reload, service, systemd, web
+from agent import console, leader, learning, links, probe_intake, reload, service, systemd, web
 from agent.config import Config
 from agent.engine import Engine
 from agent.metrics import Metrics
@@ -77,6 +77,7 @@ async def _serve(config: Config, stop: asyncio.Event, reload_from: Path | None) 
     # Every timer waits on elapsed time: a wall-clock step neither fires nor stalls them.
     clock = SteadyClock()
     engine = Engine(config, store, metrics, link_key, clock)
+    leadership = await leader.start(config, store, engine, metrics)  # PostgreSQL only
     runner = Runner(config, engine, metrics, clock)
     runner.restore()
     keeper = learning.Keeper(runner, store, metrics.store_errors.inc)
@@ -112,6 +113,9 @@ async def _serve(config: Config, stop: asyncio.Event, reload_from: Path | None) 
     scheduler.start()
     await asyncio.sleep(0)  # the first pass: every check task has its first due time
     side_tasks = service.start_tasks(config, scheduler, store, metrics.registry)
+    if leadership is not None:
+        dispatcher.on_fenced = leadership.fenced
+        side_tasks.append(asyncio.create_task(leadership.run(), name="leadership"))
     side_tasks.append(asyncio.create_task(_clock_watch(clock), name="clock-watch"))
     side_tasks.append(asyncio.create_task(keeper.run(), name="baseline-keeper"))
     side_tasks.append(asyncio.create_task(probes.run(), name="probe-watch"))
@@ -119,6 +123,8 @@ async def _serve(config: Config, stop: asyncio.Event, reload_from: Path | None) 
                                reload.applier(engine, runner, dispatcher, scheduler, probes))
     loop.add_signal_handler(signal.SIGHUP, reloader.request)
     log.info("agent_started", listen=address, public_listen=public_address,
+             store=config.agent.store_shown, instance=config.agent.instance,
+             role="leader" if engine.leading else "standby",
              checks=len(config.checks),
              contacts=len(config.contacts), state_dir=str(config.agent.state_dir),
              config=str(config.source))
@@ -194,8 +200,13 @@ def _open_state(config: Config) -> tuple[Store, bytes, str]:
     except StoreError as exc:
         raise StartError(str(exc)) from None
     try:
-        link_key = links.load_or_create_key(config.agent.state_dir)
+        # Instances sharing a store sign links alike: a standby honours the leader's.
+        link_key = store.shared_secret("link.key",
+                                       links.load_or_create_key(config.agent.state_dir))
         api_token = config.agent.api_token or links.load_or_create_token(config.agent.state_dir)
+    except store.errors as exc:
+        store.close()
+        raise StartError(f"cannot read the shared link key from {store.path}: {exc}") from None
     except OSError as exc:
         store.close()
         raise StartError(f"cannot keep secrets in {config.agent.state_dir}: "

@@ -30,6 +30,7 @@ from agent.detect.maintenance import MaintenanceWindow
 from agent.detect.outage import Health
 from agent.detect.pipeline import CheckSignal, Held, OutageChange
 from agent.engine_actions import PreventionActions
+from agent.engine_maintenance import MaintenanceWindows
 from agent.errors import ActionError, Conflict, Invalid, NotFound
 from agent.escalation import EscalationState, Page
 from agent.incidents import Incident, State, TimelineEntry, Transition
@@ -37,7 +38,8 @@ from agent.intake import AlertEvent
 from agent.metrics import Metrics
 from agent.pending import RETRY_S, PendingWrites
 from agent.policy import EscalationStep, Policy, Route
-from agent.store.base import Store
+from agent.relay import Relay, relayable
+from agent.store.base import Fenced, Store
 from agent.store.records import OutboxMessage
 from agent.vocab import PAGING_EVENTS, Change, Entry, IncidentKind, Severity, Via
 from checks.registry import KINDS
@@ -56,7 +58,7 @@ class Live:
     wake_at: float | None
 
 
-class Engine(PreventionActions):
+class Engine(PreventionActions, MaintenanceWindows):
     def __init__(self, config: Config, store: Store, metrics: Metrics, link_key: bytes,
                  clock: Callable[[], float]) -> None:
         self.config = config
@@ -77,6 +79,11 @@ class Engine(PreventionActions):
         self.on_resolved_by_hand: Callable[[Incident], None] = lambda _inc: None
         self.deliver_unstored: Callable[[list[OutboxMessage]], None] = lambda _msgs: None
         self.pending = PendingWrites(metrics.store_errors.inc)
+        #: False on a standby (agent/leader.py): it opens, plans and pages nothing, and
+        #: people's actions go to the leader through `relay` (agent/relay.py).
+        self.leading = True
+        self.relay: Relay | None = None
+        self.on_fenced: Callable[[str], None] = lambda _why: None
 
     # -- lookups ---------------------------------------------------------------
 
@@ -109,38 +116,12 @@ class Engine(PreventionActions):
         return Policy(name="", steps=(EscalationStep(0.0, check.contacts if check else ()),),
                       ack_timeout=None)
 
-    def runtime_windows(self, now: float) -> tuple[MaintenanceWindow, ...]:
-        """Maintenance windows opened with the CLI or API (cached; changed through here)."""
-        if self._windows is None:
-            self._windows = tuple(
-                MaintenanceWindow(f"manual:{w['id']}", frozenset(w["checks"]), frozenset(w["tags"]),
-                       w["start"], w["end"], reason=w["reason"])
-                for w in self.store.maintenance(now))
-        return self._windows
-
-    def start_maintenance(self, *, checks: Sequence[str], tags: Sequence[str], duration: float,
-                          reason: str, by: str) -> int:
-        now = self.clock()
-        with self.store.tx():
-            wid = self.store.add_maintenance(checks=checks, tags=tags, start=now,
-                                             end=now + duration, reason=reason, by=by)
-        self._windows = None
-        log.warning("maintenance_started", window=wid, checks=list(checks), tags=list(tags),
-                    until=now + duration, by=by)
-        return wid
-
-    def end_maintenance(self, window_id: int, *, by: str) -> None:
-        with self.store.tx():
-            found = self.store.end_maintenance(window_id, self.clock())
-        if not found:
-            raise NotFound(f"no current maintenance window #{window_id}")
-        self._windows = None
-        log.warning("maintenance_ended", window=window_id, by=by)
-
     # -- what checks report ------------------------------------------------------
 
     def on_check_signal(self, check: CheckConfig, signal: CheckSignal) -> Incident | None:
         """The one way a check opens, updates or resolves its incidents."""
+        if not self.leading:  # the leader's runner saw it too and acts on it
+            return None
         if isinstance(signal, Held):
             self._held(check, signal)
             return None
@@ -191,7 +172,9 @@ class Engine(PreventionActions):
         self._wakeup.set()
 
     def restore(self) -> None:
-        for inc in self.store.open_incidents():
+        self._live.clear()
+        self._windows = None
+        for inc in self.store.open_incidents() if self.leading else ():
             raw = self.store.escalation(inc.id)
             state = (EscalationState.from_json(raw) if raw else escalation.start(inc))
             self._live[inc.id] = Live(inc, state, self.clock())
@@ -199,6 +182,13 @@ class Engine(PreventionActions):
         if self._live:
             log.info("incidents_restored", open=len(self._live))
         self._wakeup.set()
+
+    def lead(self, leading: bool) -> None:
+        """Lead (reload open incidents from the store, as at start) or stand by (drop them)."""
+        self.leading = leading
+        if not leading:  # the new leader stored or owns all of it
+            self.pending = PendingWrites(self.metrics.store_errors.inc)
+        self.restore()
 
     def apply(self, tr: Transition, state: EscalationState | None = None) -> Incident:
         """Persist a transition, plan its escalation, queue its messages; returns the incident."""
@@ -228,6 +218,8 @@ class Engine(PreventionActions):
             pages += escalation.on_resolved(inc, state, self.policy(inc),
                                             self.config.escalation.roles, now)
         self._persist(inc, state, entries, pages, now, tr.notify)
+        if not self.leading:  # fenced: another instance leads and owns the incident now
+            return inc
         self.metrics.incidents.changed(tr.notify, inc, pages, now)
         if inc.is_open and state is not None:
             self._live[inc.id] = Live(inc, state, wake)
@@ -237,6 +229,7 @@ class Engine(PreventionActions):
         self._wakeup.set()
         return inc
 
+    @relayable
     def acknowledge(self, incident_id: int, *, by: str, via: Via) -> Incident:
         inc = self._open_incident(incident_id)
         tr = incidents.acknowledge(inc, now=self.clock(), by=by, via=via)
@@ -245,6 +238,7 @@ class Engine(PreventionActions):
                            f"{inc.acknowledged_by}")
         return self.apply(tr)
 
+    @relayable
     def resolve(self, incident_id: int, *, by: str, cause: str, fix: str,
                 via: Via | None = None) -> Incident:
         inc = self._open_incident(incident_id)
@@ -255,6 +249,7 @@ class Engine(PreventionActions):
         self.on_resolved_by_hand(done := self.apply(tr))
         return done
 
+    @relayable
     def note(self, incident_id: int, *, by: str, text: str, via: Via | None = None) -> None:
         inc = self.store.incident(incident_id)
         if inc is None:
@@ -263,13 +258,16 @@ class Engine(PreventionActions):
             self.store.append(inc.id, [incidents.note(inc, now=self.clock(), by=by, text=text,
                                                       via=via)])
 
+    @relayable
     def escalate_now(self, incident_id: int, *, by: str, via: Via) -> Incident:
         return engine_manual.escalate_now(self, incident_id, by=by, via=via)
 
+    @relayable
     def snooze(self, incident_id: int, *, by: str, via: Via, seconds: float) -> Incident:
         return engine_manual.snooze(self, incident_id, by=by, via=via, seconds=seconds,
                                     tz=self.config.agent.tz)
 
+    @relayable
     def declare(self, *, title: str, severity: Severity, policy: str | None, by: str,
                 reason: str) -> Incident:
         name = self.policy_name_for(None, severity, policy)
@@ -340,7 +338,7 @@ class Engine(PreventionActions):
             nxt = min((lv.wake_at for lv in self._live.values() if lv.wake_at is not None),
                       default=None)
             delay = 60.0 if nxt is None else max(0.0, min(60.0, nxt - self.clock()))
-            if self.pending and self.pending.flush(self.store, self.clock()):
+            if self.pending and self._flush(self.clock()):
                 self.outbox_wakeup.set()  # what waited in memory is stored now
             delay = min(delay, RETRY_S) if self.pending else delay
             if delay > 0:
@@ -366,12 +364,22 @@ class Engine(PreventionActions):
         after = [functools.partial(hook, inc, event, now) for hook in self.hooks]  # same tx
         msgs = [m for m, _ in outgoing]
         self.pending.add(inc, state.to_json() if state else None, entries, msgs, after)
-        stored = self.pending.flush(self.store, now)  # in order; a refused one waits in memory
+        stored = self._flush(now)  # in order; a refused one waits in memory
+        if not self.leading:
+            return
         if msgs:
             self.outbox_wakeup.set() if stored else self.deliver_unstored(msgs)
         for p in pages:
             log.warning("incident_notify", incident=inc.id, check=inc.check, notify=p.event,
                         step=p.step + 1, contacts=list(p.contacts))
+
+    def _flush(self, now: float) -> bool:
+        try:
+            return self.pending.flush(self.store, now)
+        except Fenced as exc:  # never kept for later, never sent from memory
+            log.warning("write_fenced", reason=str(exc))
+            self.on_fenced(str(exc))
+            return False
 
     def _messages(self, inc: Incident, page: Page, now: float) -> list[OutboxMessage]:
         check = self.config.check(inc.check) if inc.check else None

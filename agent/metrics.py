@@ -100,6 +100,9 @@ class Metrics:
                                     "Store writes that failed (disk full, locked, read-only); "
                                     "the transitions wait in memory and are retried",
                                     registry=r)
+        self.leader = Gauge("onwatch_leader", "1 while this instance leads (opens incidents, "
+                            "pages); 0 on a standby. Always 1 on SQLite", registry=r)
+        self.leader.set(1)
         self.lateness = Histogram("onwatch_scheduler_lateness_seconds",
                                   "How late a probe started after its due time",
                                   buckets=_LATENESS_BUCKETS, registry=r)

@@ -35,7 +35,7 @@ from agent.config_notify import DeliveryPolicy
 from agent.incidents import TimelineEntry
 from agent.metrics import Metrics
 from agent.pending import PendingWrites
-from agent.store.base import Store
+from agent.store.base import Fenced, Store
 from agent.store.records import OutboxMessage
 from agent.storm import StormGate, StormPolicy, bundle
 from agent.vocab import Entry
@@ -81,6 +81,8 @@ class Dispatcher:
         self._task: asyncio.Task[None] | None = None
         #: The engine's writes the store has not taken (agent/pending.py), if wired.
         self.pending: PendingWrites | None = None
+        #: Told when the store says another instance leads (agent/leader.py).
+        self.on_fenced: Callable[[str], None] = lambda _why: None
         self._unstored: set[asyncio.Task[None]] = set()
 
     def reconfigure(self, contacts: Mapping[str, Contact], policy: DeliveryPolicy) -> None:
@@ -111,7 +113,8 @@ class Dispatcher:
 
     async def _from_memory(self, msgs: list[OutboxMessage]) -> None:
         for m in msgs:
-            a = await self._send([m], Message(m.title, m.body, m.short))
+            # Not fenced: the store cannot be read (that is why it goes from memory).
+            a = await self._send([m], Message(m.title, m.body, m.short), fence=False)
             ok = any(r.ok for r in a.results)
             log.warning("notification_sent_from_memory", incident=m.incident_id,
                         contact=m.contact, message_id=m.id, delivered=ok)
@@ -123,6 +126,10 @@ class Dispatcher:
         while not self._stopping:
             try:
                 await self._pass()
+            except Fenced as exc:  # a standby, or a leader no longer: nothing is sent
+                self.on_fenced(str(exc))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wakeup.wait(), 1.0)
             except self._store.errors as exc:  # the store refuses writes: wait, then go on
                 self._metrics.store_errors.inc()
                 log.error("outbox_store_failed", error=str(exc))
@@ -131,6 +138,7 @@ class Dispatcher:
     async def _pass(self) -> None:
         """Send what is due; when nothing is, wait for the next due time or a wakeup."""
         self._wakeup.clear()
+        self._store.fence()
         now = self._clock()
         batch = self._store.due_messages(now, limit=1000)
         self._refresh_gauges()
@@ -172,10 +180,13 @@ class Dispatcher:
                     for m in msgs]
         return [await self._send(msgs, bundle(msgs))]
 
-    async def _send(self, msgs: list[OutboxMessage], content: Message) -> _Attempt:
+    async def _send(self, msgs: list[OutboxMessage], content: Message, *,
+                    fence: bool = True) -> _Attempt:
         contact = self._contacts.get(msgs[0].contact)
         dead = frozenset(json.loads(msgs[0].dead_channels))
         async with self._sem:
+            if fence:  # still the leader, just before it goes out (agent/leader.py)
+                self._store.fence()
             results: list[ChannelResult] = []
             if contact is not None and self._replies is not None:
                 results = await self._replies.deliver(contact.name, msgs, content, dead)

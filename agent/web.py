@@ -64,6 +64,8 @@ async def healthz(request: web.Request) -> web.Response:
         "uptime_s": round(runner.clock() - runner.started_at, 1),
         "checks": len(checks),
         "checks_down": down,
+        # With several instances on one PostgreSQL store, one leads (agent/leader.py).
+        "role": "leader" if runner.engine.leading else "standby",
     }
     store_problem = runner.engine.pending.problem
     if store_problem is not None:  # pages still go out, but nothing is kept: say so

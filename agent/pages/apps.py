@@ -125,6 +125,8 @@ class StatusService:
         self.mailer = (Mailer(self.store, config.status.email, config.delivery,
                               self.publisher.mail_wakeup, clock)
                        if config.status.email is not None else None)
+        if self.mailer is not None:
+            self.mailer.may_send = lambda: engine.leading
         self._stop = asyncio.Event()
         self._loop: asyncio.Task[None] | None = None
 
@@ -140,7 +142,8 @@ class StatusService:
     def wrap(self, handler: Handler) -> Handler:
         def on_result(check: CheckConfig, result: CheckResult, lateness: float) -> bool:
             again = handler(check, result, lateness)
-            self._record(check, result.checked_at)
+            if self.site.engine.leading:  # a standby's results would count the time twice
+                self._record(check, result.checked_at)
             return again
 
         return on_result

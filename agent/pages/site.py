@@ -117,4 +117,5 @@ class Site:
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.status.rollup_every)
-            self.housekeeping()
+            if self.engine.leading:  # the leader's: a standby would announce twice
+                self.housekeeping()

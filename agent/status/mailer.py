@@ -98,6 +98,8 @@ class Mailer:
         self._sent: collections.deque[float] = collections.deque()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
+        #: False on a standby (agent/leader.py): only the leader sends subscriber mail.
+        self.may_send: Callable[[], bool] = lambda: True
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="status-mailer")
@@ -126,7 +128,8 @@ class Mailer:
             self.wakeup.clear()
             now = self.clock()
             budget = self._budget(now)
-            batch = self.store.due_mail(now, limit=max(0, min(budget, 100)))
+            batch = (self.store.due_mail(now, limit=max(0, min(budget, 100)))
+                     if self.may_send() else [])
             if batch:
                 await self.send(batch)
                 continue

@@ -170,6 +170,19 @@ class PgStore(SqlStore):
             for stmt in ddl(schema):
                 conn.execute(stmt)
 
+    def shared_secret(self, name: str, local: bytes) -> bytes:
+        """The secret every instance on this store signs with (the link key): the first
+        instance's, so that a link made by one is honoured by all."""
+        self.create_tables("CREATE TABLE IF NOT EXISTS onwatch_secrets "
+                           "(name TEXT PRIMARY KEY, value BLOB NOT NULL)")
+        with self.pool.connection() as conn:
+            conn.execute("INSERT INTO onwatch_secrets VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                         (name, local))
+            row = conn.execute("SELECT value FROM onwatch_secrets WHERE name = %s",
+                               (name,)).fetchone()
+        assert row is not None  # inserted just now if it was not there
+        return bytes(row[0])
+
     def touch(self) -> None:
         """A write that changes nothing: raises psycopg.Error when the store cannot be written."""
         with self.pool.connection() as conn:

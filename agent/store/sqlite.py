@@ -179,6 +179,10 @@ class SqliteStore(SqlStore):
     def vacuum(self) -> int:
         return upkeep.vacuum(self._db)
 
+    def shared_secret(self, name: str, local: bytes) -> bytes:
+        """One agent per file: its own secret is the one."""
+        return local
+
     def fence(self) -> None:
         """One agent per file (agent/store/lock.py): it always may send."""
 

@@ -108,6 +108,9 @@ DECISION_GRID: dict[str, dict[str, float | bool]] = {
     "quiet 0": {"quiet_s": 0.0},
     "quiet 3h": {"quiet_s": 10800.0},
     "quiet 24h": {"quiet_s": 86400.0},
+    "calm off": {"calm_halflife_s": 0.0},
+    "calm 6h": {"calm_halflife_s": 21600.0},
+    "calm 3d": {"calm_halflife_s": 259200.0},
     "rises only": {"falls": False},
 }
 

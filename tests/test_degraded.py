@@ -152,3 +152,21 @@ def test_same_shape_at_two_sampling_rates_opens_the_same_incidents() -> None:
     assert [n for n, _ in fast] == [n for n, _ in slow], (fast, slow)
     for (_, a), (_, b) in zip(fast, slow, strict=True):
         assert abs(a - b) <= 600.0, (fast, slow)
+
+
+def test_a_slow_down_is_judged_against_the_spread_from_before_it() -> None:
+    """A jittery check 3x slower for 2 hours: the score starts a candidate only an hour
+    in, when the slow runs have widened the recent spread; against the calm spread from
+    before, the slow-down is confirmed, against its own noise it is not."""
+    from benchmarks.false_pages import healthy_web_check
+
+    def opened(params: DegradedParams) -> int:
+        st, n = DegradedState(), 0
+        for t, ok, value in healthy_web_check(random.Random(1), 4, slow=3.0):
+            if ok:
+                change = observe(st, t, value, params=params)
+                n += change is not None and change.kind == "degraded"
+        return n
+
+    assert opened(DegradedParams()) == 1
+    assert opened(DegradedParams(calm_halflife_s=0.0)) == 0

@@ -8,7 +8,10 @@ a change. A check is degraded only when that start is confirmed:
   limit: above both `ratio` x the normal and the normal + `spreads` spreads
   (the normal is the lower of the daily profile's value for this time of day
   and the recent level, both before this run: the level may already be on its
-  way up);
+  way up; the spread is the lower of the recent level's and the *calm* spread,
+  its EWMA outside changes over `calm_halflife_s`: a slow-down that started
+  an hour ago has already widened the recent spread, and must not be judged
+  against its own noise);
 - over the next `sustain_s` (and at least `min_runs` runs), at least `share`
   of the runs must be beyond that limit: the median of those minutes is. One
   spike followed by normal runs is then no change, and neither is noise around
@@ -33,7 +36,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from agent.detect.baseline import Baseline
+from agent.detect.baseline import Baseline, halflife_alpha
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +62,9 @@ class DegradedParams:
     red: float = 0.5
     #: Whether a fall counts too (observations), not only a rise (the response time).
     falls: bool = False
+    #: The calm spread: an EWMA of the spread outside changes, with this half-life (0:
+    #: off). The limit uses the smaller of it and the spread now.
+    calm_halflife_s: float = 86400.0
 
 
 @dataclass(slots=True)
@@ -79,6 +85,9 @@ class DegradedState:
     up: bool = True
     #: When the last degraded spell recovered (the quiet period runs from there).
     recovered_at: float = -1e18
+    #: The spread outside changes (0: none yet), and the last run that taught it.
+    calm: float = 0.0
+    calm_t: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +99,13 @@ class Change:
 def observe(st: DegradedState, t: float, value: float, *, unit: str = "s",
             params: DegradedParams = DegradedParams()) -> Change | None:
     before = st.baseline.state() if st.normal is None and not st.degraded else None
+    if before is not None and params.calm_halflife_s > 0 and before["samples"] >= 1:
+        if st.calm == 0.0:
+            st.calm = before["spread"]
+        else:
+            dt = min(max(t - st.calm_t, 0.0), params.calm_halflife_s)
+            st.calm += halflife_alpha(dt, params.calm_halflife_s) * (before["spread"] - st.calm)
+        st.calm_t = t
     score = st.baseline.update(t, value)
     if not st.degraded:
         if st.normal is None:
@@ -128,7 +144,7 @@ def _start(st: DegradedState, before: dict[str, float], value: float, p: Degrade
            ) -> bool:
     """Open a candidate if `value` is beyond the limit above (or, with falls, below) the
     normal seen before this run."""
-    spread = p.spreads * before["spread"]
+    spread = p.spreads * (min(before["spread"], st.calm) if st.calm > 0 else before["spread"])
     normal = min(before["level"], before["baseline"])
     limit = max(normal * p.ratio, normal + spread)
     up = value >= limit

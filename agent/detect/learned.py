@@ -33,12 +33,12 @@ from agent.detect.pipeline import ERROR_RATE, RESPONSE_TIME, CheckState, Params
 from agent.detect.snapshot import SnapshotError
 
 #: Bump when the layout below changes: older stored states are discarded.
-FORMAT = 2
+FORMAT = 3
 #: Where a degraded decision stands, beside its baseline: field -> type.
 _DECISION: dict[str, tuple[type, ...]] = {
     "normal": (float, type(None)), "limit": (float,), "streak": (int,), "hits": (int,),
     "since": (float,), "total": (float,), "degraded": (bool,), "up": (bool,),
-    "recovered_at": (float,)}
+    "recovered_at": (float,), "calm": (float,), "calm_t": (float,)}
 
 
 def signals(p: Params) -> tuple[str, ...]:

@@ -23,6 +23,9 @@ leave every check unwatched for slow-downs for that day after each upgrade.
   (`baseline_state_write_failed`; `..._recovered` when writes work again),
   counted in `onwatch_store_errors_total`, and tried again at the next
   period: the state is in memory, nothing else waits for it, nothing stops.
+- Several instances on one PostgreSQL store (agent/leader.py) all restore at
+  start and learn from their own probes; only the leader writes, so that the
+  stored state is one instance's and two writers never replace each other's.
 """
 
 from __future__ import annotations
@@ -171,6 +174,10 @@ class Keeper:
         return rows
 
     def _write(self, rows: list[Row], keep: set[str] | None) -> bool:
+        if not self.runner.engine.leading:
+            # Instances sharing a PostgreSQL store all probe and learn, but the stored
+            # state is the leader's alone: two writers would replace each other's rows.
+            return True
         try:
             self.table.save(rows, keep)
         except self.store.errors as exc:

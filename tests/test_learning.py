@@ -275,3 +275,15 @@ def test_removed_checks_lose_their_rows(tmp_path: Path, store_opener: Opener) ->
     assert keeper.save()
     assert set(table.load()) == {"web"}
     store.close()
+
+
+def test_only_the_leader_writes(tmp_path: Path, store_opener: Opener) -> None:
+    runner, keeper, store, cfg = _agent(tmp_path, store_opener)
+    _run(runner, cfg, 0, 20)
+    runner.engine.lead(False)  # a standby on a shared store
+    assert keeper.save()
+    assert BaselineStore(store).load() == {}
+    runner.engine.lead(True)
+    assert keeper.save()
+    assert set(BaselineStore(store).load()) == {"web"}
+    store.close()

@@ -25,7 +25,7 @@ from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agent import cli_probe, cli_report, cli_token
+from agent import cli_migrate, cli_probe, cli_report, cli_token
 from agent import config as configmod
 from agent.cli_parser import DEFAULT_CONFIG, build_parser
 from agent.config import Config, ConfigError
@@ -350,7 +350,7 @@ COMMANDS = {"run": cmd_run, "validate": cmd_validate, "check": cmd_check,
             "resolve": cmd_resolve, "note": cmd_note, "declare": cmd_declare,
             "maintenance": cmd_maintenance, "test-notify": cmd_test_notify, "backup": cmd_backup,
             "update": cmd_update, **cli_report.COMMANDS, **cli_token.COMMANDS,
-            **cli_probe.COMMANDS}
+            **cli_probe.COMMANDS, **cli_migrate.COMMANDS}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -81,6 +81,9 @@ def build_parser(commands: Mapping[str, Command]) -> argparse.ArgumentParser:
     from agent.cli_probe import register as register_probe
 
     register_probe(command)
+    from agent.cli_migrate import register as register_migrate
+
+    register_migrate(command)
     return p
 
 

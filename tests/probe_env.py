@@ -51,7 +51,7 @@ class Target:
 
 def central_config(state: Path, receiver: Receiver, checks: str, *, listen: str = "127.0.0.1:0",
                    public: str = "", unreachable_after: str = "4s") -> str:
-    base = f"json://127.0.0.1:{receiver.port}"
+    base = f"json://{receiver.host}:{receiver.port}"
     web_table = f'\n[web]\npublic_listen = "{public}"\n' if public else ""
     return f"""
 [agent]
@@ -103,26 +103,36 @@ def probe_file(tmp: Path, name: str, central: str, key: str, *, report_every: st
 async def start_probe(cfg: Path, *, netns: str | None = None, timeout: float = 20.0
                       ) -> AgentProcess:
     """`onwatch probe --config cfg` as a real process (in network namespace `netns`)."""
+    return await start_in("probe", cfg, netns, "probe_started", timeout)
+
+
+async def start_in(command: str, cfg: Path, netns: str | None, ready: str,
+                   timeout: float = 20.0) -> AgentProcess:
+    """`onwatch COMMAND --config cfg`, in network namespace `netns` when given; returns
+    once it logged `ready` (for "run": agent_started, whose address is kept)."""
     prefix = ["ip", "netns", "exec", netns] if netns else []
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = await asyncio.create_subprocess_exec(
-        *prefix, sys.executable, "-m", "agent", "probe", "--config", str(cfg),
+        *prefix, sys.executable, "-m", "agent", command, "--config", str(cfg),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=str(ROOT), env=env)
-    probe = AgentProcess(proc, cfg)
-    STARTED.append(probe)
-    probe._reader = asyncio.create_task(probe._read())
+    child = AgentProcess(proc, cfg)
+    STARTED.append(child)
+    child._reader = asyncio.create_task(child._read())
 
     async def started() -> Any:
         if proc.returncode is not None:
-            raise AssertionError(f"probe exited {proc.returncode}: {probe.raw_log[-20:]}")
-        return probe.events("probe_started")
+            raise AssertionError(f"{command} exited {proc.returncode}: {child.raw_log[-20:]}")
+        return child.events(ready)
 
     try:
-        await wait_for(started, timeout, "probe_started in the probe's log")
+        ev = await wait_for(started, timeout, f"{ready} in the log")
     except BaseException:
-        await probe.stop(signal.SIGKILL)
+        await child.stop(signal.SIGKILL)
         raise
-    return probe
+    if command == "run":
+        child.address = ev[0]["listen"]
+        child.state_dir = Path(ev[0]["state_dir"])
+    return child
 
 
 def pages(receiver: Receiver) -> list[str]:

@@ -140,6 +140,8 @@ class Receiver:
     attempts: list[tuple[str, int]] = field(default_factory=list)
     runner: web.AppRunner | None = None
     port: int = 0
+    #: Where it listens (a namespace test's link address; loopback otherwise).
+    host: str = "127.0.0.1"
     _released: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def start(self) -> Receiver:
@@ -149,14 +151,14 @@ class Receiver:
         app.router.add_post("/{tail:.*}", self._post)
         self.runner = web.AppRunner(app, access_log=None)
         await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", self.port)
+        site = web.TCPSite(self.runner, self.host, self.port)
         await site.start()
         self.port = self.runner.addresses[0][1]
         return self
 
     @property
     def url(self) -> str:
-        return f"json://127.0.0.1:{self.port}/notify"
+        return f"json://{self.host}:{self.port}/notify"
 
     async def _post(self, request: web.Request) -> web.Response:
         body = await request.json()

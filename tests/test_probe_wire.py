@@ -123,3 +123,9 @@ def test_probe_file_errors_name_the_key(tmp_path: Path) -> None:
                  'state_dir = "st"\n')
     cfg = parse_probe_file(p)
     assert cfg.state_dir == tmp_path / "st" and json.dumps(cfg.report_every)
+
+
+def test_the_shipped_probe_example_parses(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ONWATCH_PROBE_KEY", "onwprobe.1.x")
+    cfg = parse_probe_file(Path(__file__).parent.parent / "deploy" / "probe.example.toml")
+    assert (cfg.name, cfg.report_every, cfg.buffer_max_bytes) == ("shop-berlin", 2.0, 64 << 20)

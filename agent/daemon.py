@@ -73,7 +73,7 @@ async def _serve(config: Config, stop: asyncio.Event, reload_from: Path | None) 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     store, link_key, api_token = _open_state(config)
-    metrics = Metrics()
+    metrics = Metrics(settings=config.agent.service)
     # Every timer waits on elapsed time: a wall-clock step neither fires nor stalls them.
     clock = SteadyClock()
     engine = Engine(config, store, metrics, link_key, clock)

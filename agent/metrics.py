@@ -1,18 +1,18 @@
-"""Prometheus metrics: one registry per agent, children resolved once per check.
+"""Prometheus metrics: one registry per agent for the agent-wide series, and
+`metrics_checks.CheckSeries` for the per-check ones.
 
 Names are `onwatch_<noun>_<unit>`, one unit per metric; labels are bounded
 (check names come from the config, results from `ErrorKind`, channel kinds
 from Apprise schemes): never free text. What probes observe goes to one
 family per unit (`metrics_observations`); incidents, escalation, pages and
-the intake are counted in `metrics_incidents`. Per-check children are looked
-up once at start, because a `.labels()` call costs more than the rest of
-recording a result.
+the intake are counted in `metrics_incidents`. The per-check series are not
+prometheus_client children: with thousands of checks those cost seconds per
+scrape and most of the agent's memory (see `metrics_checks`). `exposition_parts()`
+is the whole /metrics text: the registry's part, then the checks' part.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from prometheus_client import (
@@ -23,61 +23,32 @@ from prometheus_client import (
     Info,
     ProcessCollector,
     disable_created_metrics,
+    generate_latest,
 )
 
-from agent import metrics_observations as observations
+from agent.metrics_checks import CheckMetrics, CheckSeries
 from agent.metrics_incidents import IncidentMetrics
 from agent.vocab import SEVERITIES
-from checks.result import CheckResult, ErrorKind
+from checks.result import ErrorKind
 
 if TYPE_CHECKING:
+    from agent.config_service import ServiceSettings
     from agent.incidents import Incident
 
-_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+__all__ = ["RESULTS", "CheckMetrics", "Metrics"]
 _LATENESS_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5,
                      1.0, 5.0)
 RESULTS = ("ok", "degraded", *(k.value for k in ErrorKind))
 
 
-@dataclass(slots=True)
-class CheckMetrics:
-    name: str
-    duration: Histogram
-    runs: dict[str, Counter]
-    families: Mapping[str, Gauge]
-    #: Children of the observation families, looked up once per observation key;
-    #: None for a key that is not exported (a fingerprint).
-    _obs: dict[str, tuple[Gauge, float] | None] = field(default_factory=dict)
-
-    def record(self, result: CheckResult) -> None:
-        self.duration.observe(result.latency_s)
-        for key, value in result.observations.items():
-            if key not in self._obs:
-                self._obs[key] = observations.child(self.families, self.name, key)
-            child = self._obs[key]
-            if child is not None:
-                child[0].set(value * child[1])
-        if result.ok:
-            self.runs["degraded" if result.degraded else "ok"].inc()
-        else:
-            self.runs[(result.error_kind or ErrorKind.INTERNAL).value].inc()
-
-
 class Metrics:
-    def __init__(self, version: str = "0.1.0") -> None:
+    def __init__(self, version: str = "0.1.0", settings: ServiceSettings | None = None) -> None:
         # `_created` series double the series count and no dashboard of ours reads them.
         disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = r = CollectorRegistry(auto_describe=True)
         ProcessCollector(registry=r)
         Info("onwatch_build", "onwatch version", registry=r).info({"version": version})
-        self.check_up = Gauge("onwatch_check_up", "1 when the check is up, 0 when down "
-                              "(confirmed), absent until known", ["check"], registry=r)
-        self.check_duration = Histogram("onwatch_check_duration_seconds",
-                                        "Probe latency (to headers for http)", ["check"],
-                                        buckets=_LATENCY_BUCKETS, registry=r)
-        self.observation_families = observations.families(r)
-        self.check_runs = Counter("onwatch_check_runs_total", "Probe runs by result",
-                                  ["check", "result"], registry=r)
+        self.checks = CheckSeries(settings)
         self.incidents_open = Gauge("onwatch_incidents_open", "Open incidents", ["severity"],
                                     registry=r)
         self.incidents = IncidentMetrics(r)
@@ -117,9 +88,9 @@ class Metrics:
         self.incidents.count_current(open_incidents)
 
     def for_check(self, name: str) -> CheckMetrics:
-        return CheckMetrics(
-            name,
-            self.check_duration.labels(name),
-            {res: self.check_runs.labels(name, res) for res in RESULTS},
-            self.observation_families,
-        )
+        return self.checks.for_check(name)
+
+    def exposition_parts(self) -> list[bytes]:
+        """The /metrics text (format 0.0.4) as parts to join; on the event loop, since the
+        values are written there (the checks' part is mostly cached lines)."""
+        return [generate_latest(self.registry), *self.checks.chunks()]

@@ -3,8 +3,8 @@
 A probe's `CheckResult.observations` maps a key to a float: phase timings
 (`connect_s`), days to certificate expiry, ratios, percentages, byte counts,
 an HTTP status, and content fingerprints (digests stored as floats, which only
-the change detector compares). `child(families, check, key)` says where one
-key goes, once per check and key (the caller caches it):
+the change detector compares). `place(key)` says where one
+key goes (the caller caches it; `metrics_checks` renders the lines):
 
 | key                                     | metric                                              |
 |-----------------------------------------|-----------------------------------------------------|
@@ -27,10 +27,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from prometheus_client import CollectorRegistry, Gauge
-
 _CHECK_OBS = ("check", "observation")
-_FAMILIES: Mapping[str, tuple[str, str, tuple[str, ...]]] = {
+FAMILIES: Mapping[str, tuple[str, str, tuple[str, ...]]] = {
     "seconds": ("onwatch_check_observation_seconds",
                 "Times a probe observed on its last run: phases, round trips, heartbeat age, "
                 "time left before the certificate expires", _CHECK_OBS),
@@ -67,18 +65,13 @@ _SUFFIXES: tuple[tuple[str, str, float], ...] = (
 )
 
 
-def families(registry: CollectorRegistry) -> dict[str, Gauge]:
-    return {key: Gauge(name, doc, list(labels), registry=registry)
-            for key, (name, doc, labels) in _FAMILIES.items()}
-
-
 def place(key: str) -> tuple[str, tuple[str, ...], float] | None:
     """(family, label values after `check`, scale) for one observation key; None: not exported."""
     if key.endswith("_fingerprint"):
         return None
     what, sep, path = key.partition(":")
     if sep:
-        return (what, (path,), 1.0) if what in _FAMILIES else ("value", (key,), 1.0)
+        return (what, (path,), 1.0) if what in FAMILIES else ("value", (key,), 1.0)
     if key == "status_code":
         return "http_status", (), 1.0
     if key in _EXACT:
@@ -88,11 +81,3 @@ def place(key: str) -> tuple[str, tuple[str, ...], float] | None:
         if key.endswith(suffix):
             return family, (key[:-len(suffix)],), scale
     return "value", (key,), 1.0
-
-
-def child(fams: Mapping[str, Gauge], check: str, key: str) -> tuple[Gauge, float] | None:
-    where = place(key)
-    if where is None:
-        return None
-    family, values, scale = where
-    return fams[family].labels(check, *values), scale

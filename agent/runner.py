@@ -16,7 +16,6 @@ whether the check is up.
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Callable
 
@@ -56,6 +55,8 @@ class Runner:
             c.name: (c, params_for(c)) for c in config.checks}
         self._cm: dict[str, CheckMetrics] = {c.name: metrics.for_check(c.name)
                                              for c in config.checks}
+        #: Checks known to be down, kept as health changes (/healthz reads it at any size).
+        self._down: set[str] = set()
         engine.on_resolved_by_hand = self.forget_outage
         #: Checks seen from several locations (agent/locations.py).
         self.locations = Locations(metrics.registry, engine.on_check_signal, self._hold,
@@ -71,7 +72,7 @@ class Runner:
                     self.locations.restore(check.name, inc.started_at)
                 else:
                     self._states[inc.check or ""] = pipeline.restored(inc.started_at)
-                self.metrics.check_up.labels(inc.check).set(0)
+                self._set_up(inc.check or "", Health.DOWN)
 
     def _close_orphans(self) -> list[Incident]:
         """Resolve open incidents of checks no longer configured; the others, of checks."""
@@ -97,6 +98,8 @@ class Runner:
             del self._states[name], self._cm[name]
             self._params.pop(name, None)
             self.locations.forget_check(name)
+            self.metrics.checks.remove(name)
+            self._down.discard(name)
         for c in config.checks:
             if c.name not in self._states:
                 self._states[c.name] = CheckState()
@@ -117,8 +120,7 @@ class Runner:
         step = pipeline.step(st, check.name, result, self._params_of(check),
                              now=result.checked_at or self.clock(), hold=hold)
         if step.health_changed:
-            self.metrics.check_up.labels(check.name).set(
-                1 if st.outage.health is Health.UP else 0)
+            self._set_up(check.name, st.outage.health)
         if not result.ok and step.recheck:
             log.info("check_failed_rechecking", check=check.name, reason=result.reason,
                      error_kind=str(result.error_kind), failures=st.outage.fails)
@@ -146,7 +148,18 @@ class Runner:
         return self.locations.lost(location, self.config.checks)
 
     def _set_up(self, name: str, health: Health) -> None:
-        self.metrics.check_up.labels(name).set(1 if health is Health.UP else 0)
+        """A check's health changed: onwatch_check_up and the down set follow."""
+        cm = self._cm.get(name)
+        if cm is not None:
+            cm.set_up(health is Health.UP)
+        if health is Health.DOWN:
+            self._down.add(name)
+        else:
+            self._down.discard(name)
+
+    def down_checks(self) -> list[str]:
+        """The checks known to be down, by name."""
+        return sorted(self._down)
 
     def forget_outage(self, inc: Incident) -> None:
         """A person resolved `inc` while its check may still fail: the check is unknown.
@@ -162,8 +175,10 @@ class Runner:
             return
         self.locations.reset(inc.check or "")
         st.outage, st.held = OutageState(), None
-        with contextlib.suppress(KeyError):  # absent while unknown, as at start
-            self.metrics.check_up.remove(inc.check)
+        cm = self._cm.get(inc.check or "")
+        if cm is not None:
+            cm.set_up(None)  # absent while unknown, as at start
+        self._down.discard(inc.check or "")
         log.info("check_state_forgotten", check=inc.check, incident=inc.id,
                  why="resolved by hand while not known to be up")
 

@@ -80,6 +80,8 @@ def agent_config(state: Path, receiver: Receiver, port: int = 0, checks: str = "
 state_dir = "{state}"
 listen = "127.0.0.1:{port}"
 api_token = "{API_TOKEN}"
+# The opt-in per-check buckets too, so that promtool sees them.
+check_duration_buckets = ["10ms", "100ms", "1s"]
 
 [[contacts]]
 name = "alice"

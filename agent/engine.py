@@ -30,6 +30,7 @@ from agent.detect.maintenance import MaintenanceWindow
 from agent.detect.outage import Health
 from agent.detect.pipeline import CheckSignal, Held, OutageChange
 from agent.engine_actions import PreventionActions
+from agent.engine_lead import Leading
 from agent.engine_maintenance import MaintenanceWindows
 from agent.errors import ActionError, Conflict, Invalid, NotFound
 from agent.escalation import EscalationState, Page
@@ -39,7 +40,7 @@ from agent.metrics import Metrics
 from agent.pending import RETRY_S, PendingWrites
 from agent.policy import EscalationStep, Policy, Route
 from agent.relay import Relay, relayable
-from agent.store.base import Fenced, Store
+from agent.store.base import Store
 from agent.store.records import OutboxMessage
 from agent.vocab import PAGING_EVENTS, Change, Entry, IncidentKind, Severity, Via
 from checks.registry import KINDS
@@ -58,7 +59,7 @@ class Live:
     wake_at: float | None
 
 
-class Engine(PreventionActions, MaintenanceWindows):
+class Engine(PreventionActions, MaintenanceWindows, Leading):
     def __init__(self, config: Config, store: Store, metrics: Metrics, link_key: bytes,
                  clock: Callable[[], float]) -> None:
         self.config = config
@@ -130,7 +131,7 @@ class Engine(PreventionActions, MaintenanceWindows):
         latest = None
         if (current is None and isinstance(signal, OutageChange)
                 and signal.signal.kind is Health.DOWN):
-            latest = self.store.latest_incident(check.name)  # may be reopened
+            latest = self.read_or_none(lambda: self.store.latest_incident(check.name))  # reopened?
         policy = self.config.escalation.policies.get(
             self.policy_name_for(check, check.severity))
         ctx = triage.Context(check.name, check.severity, KINDS[check.type].target(check.spec),
@@ -183,13 +184,6 @@ class Engine(PreventionActions, MaintenanceWindows):
             log.info("incidents_restored", open=len(self._live))
         self._wakeup.set()
 
-    def lead(self, leading: bool) -> None:
-        """Lead (reload open incidents from the store, as at start) or stand by (drop them)."""
-        self.leading = leading
-        if not leading:  # the new leader stored or owns all of it
-            self.pending = PendingWrites(self.metrics.store_errors.inc)
-        self.restore()
-
     def apply(self, tr: Transition, state: EscalationState | None = None) -> Incident:
         """Persist a transition, plan its escalation, queue its messages; returns the incident."""
         now, inc = self.clock(), tr.incident
@@ -200,7 +194,8 @@ class Engine(PreventionActions, MaintenanceWindows):
         if tr.notify is Change.OPENED:
             # A reopened incident starts a fresh chain but keeps who was paged before,
             # so that everybody from the first episode hears the final resolution.
-            before = self.store.escalation(inc.id) if prior is None else None
+            before = (self.read_or_none(lambda: self.store.escalation(inc.id))
+                      if prior is None else None)
             previous = EscalationState.from_json(before) if before else None
             state = state or escalation.start(inc, previous)
         elif prior is not None:
@@ -288,7 +283,7 @@ class Engine(PreventionActions, MaintenanceWindows):
         else the severity's route, else the intake's (`[intake] policy`).
         """
         current = next((lv.incident for lv in self._live.values() if lv.incident.key == ev.key),
-                       None) or self.store.latest_by_key(ev.key)
+                       None) or self.read_or_none(lambda: self.store.latest_by_key(ev.key))
         tr, outcome = alerts.on_alert(current, ev, now=self.clock(),
                                       new_id=self.pending.next_id(self.store))
         if tr is not None and tr.notify is Change.OPENED:
@@ -372,14 +367,6 @@ class Engine(PreventionActions, MaintenanceWindows):
         for p in pages:
             log.warning("incident_notify", incident=inc.id, check=inc.check, notify=p.event,
                         step=p.step + 1, contacts=list(p.contacts))
-
-    def _flush(self, now: float) -> bool:
-        try:
-            return self.pending.flush(self.store, now)
-        except Fenced as exc:  # never kept for later, never sent from memory
-            log.warning("write_fenced", reason=str(exc))
-            self.on_fenced(str(exc))
-            return False
 
     def _messages(self, inc: Incident, page: Page, now: float) -> list[OutboxMessage]:
         check = self.config.check(inc.check) if inc.check else None

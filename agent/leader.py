@@ -18,9 +18,11 @@ held on a dedicated connection of the leader's. Every instance runs this loop:
 - a leader whose lock connection broke keeps leading while the database
   cannot be reached at all (a PostgreSQL outage: nobody else can take over,
   so it goes on paging from memory, agent/pending.py, and /healthz says so);
-  once the database answers again it waits REGAIN_S (room for a standby to
-  take over) and then takes the lock again -- or, if another instance holds
-  it, becomes a standby.
+  when the database answers again it takes the lock back at once, while a
+  standby that saw the outage too waits REGAIN_S first: the writes kept in
+  memory are the leader's to store. A leader whose connection alone was cut
+  (the database answering at once) waits REGAIN_S instead, so that a standby
+  takes over; if one did, it becomes a standby.
 
 On becoming leader the daemon's `promote` reloads open incidents and their
 escalation state from the store (the start-up path, `Engine.restore`), so the
@@ -71,6 +73,7 @@ class Leadership:
         #: The lock connection broke while leading: leading on, unconfirmed (an outage).
         self.unconfirmed_since: float | None = None
         self._not_before = 0.0
+        self._outage = False
         store.shared = True
 
     @property
@@ -103,13 +106,22 @@ class Leadership:
         if self._conn is not None and not self._conn.closed:
             return self._conn
         self._conn = None
-        conn = await psycopg.AsyncConnection.connect(
-            self.store.url, **connect_kwargs(f"onwatch-lock {self.instance}"))
+        try:
+            conn = await psycopg.AsyncConnection.connect(
+                self.store.url, **connect_kwargs(f"onwatch-lock {self.instance}"))
+        except psycopg.Error:
+            self._outage = True  # the database cannot be reached at all
+            raise
         await conn.execute(f"SET idle_session_timeout = {int(LEASE_S * 1000)}")
         await conn.execute(f"LISTEN {CHANNEL}")
         self._conn = conn
-        if self.unconfirmed_since is not None:  # back after an outage: let a standby go first
+        # Who takes the lock first when it is free again: after an outage of the database,
+        # the leader that kept paging (its writes wait in memory, and only it can store
+        # them); after its connection alone was cut, a standby (it may be the leader's
+        # own network or host that is failing).
+        if self.leading != self._outage:  # (leading, cut alone) or (standby, outage)
             self._not_before = time.monotonic() + REGAIN_S
+        self._outage = False
         return conn
 
     async def _try_lock(self, conn: psycopg.AsyncConnection[Any]) -> None:

@@ -21,6 +21,7 @@ never reuses one.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -61,6 +62,7 @@ class PendingWrites:
         #: Why the store refuses writes now (None: it takes them).
         self.problem: str | None = None
         self.failures = 0
+        self._stored_next = 1
 
     def __bool__(self) -> bool:
         return bool(self._writes)
@@ -78,8 +80,11 @@ class PendingWrites:
         w.after += after
 
     def next_id(self, store: Store) -> int:
-        """The next incident id, counting incidents the store has not taken yet."""
-        return max([store.next_incident_id(), *(i + 1 for i in self._writes)])
+        """The next incident id, counting incidents the store has not taken yet (and, when
+        the store cannot be read at all -- a database down -- the last it said)."""
+        with contextlib.suppress(*store.errors):
+            self._stored_next = store.next_incident_id()
+        return max([self._stored_next, *(i + 1 for i in self._writes)])
 
     def settle(self, msg_id: str, delivered: bool, now: float) -> bool:
         """Record a from-memory delivery; False when the message is in the store already."""

@@ -109,7 +109,8 @@ class ReplyHub:
         """The incident's current episode (a reopened one has a new one); None: unknown."""
         if self.engine is None or incident_id == TEST_INCIDENT:
             return None
-        inc = self.engine.store.incident(incident_id)
+        engine = self.engine
+        inc = engine.read_or_none(lambda: engine.store.incident(incident_id))
         return None if inc is None else links.episode_of(inc.opened_at)
 
     def _answerable(self, msgs: Sequence[OutboxMessage]) -> int | None:
@@ -118,7 +119,9 @@ class ReplyHub:
             return None
         if self.engine is None:
             return msgs[0].incident_id
-        inc = self.engine.store.incident(msgs[0].incident_id)
+        engine, wanted = self.engine, msgs[0].incident_id
+        # A database down: the page goes out from memory, without the buttons.
+        inc = engine.read_or_none(lambda: engine.store.incident(wanted))
         return inc.id if inc is not None and inc.state is State.OPEN else None
 
     async def deliver(self, contact: str, msgs: Sequence[OutboxMessage], content: Message,

@@ -14,6 +14,8 @@ test's one store.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import os
 import secrets
@@ -100,3 +102,50 @@ def store_opener(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ope
         for store in opened:
             store.close()
         drop_database(url)
+
+
+class Proxy:
+    """A TCP relay to the test server: `cut()` is a PostgreSQL outage for whoever connects
+    through it (every connection dropped, new ones refused), `restore()` ends it."""
+
+    def __init__(self, target_port: int = 5432) -> None:
+        self.target_port = target_port
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    def url(self, db_url: str) -> str:
+        """`db_url` (a test database's) through this relay."""
+        return db_url.replace("127.0.0.1:5432", f"127.0.0.1:{self.port}")
+
+    async def start(self) -> Proxy:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_r, up_w = await asyncio.open_connection("127.0.0.1", self.target_port)
+        self._writers.update((writer, up_w))
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(OSError):
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            dst.close()
+
+        await asyncio.gather(pipe(reader, up_w), pipe(up_r, writer))
+        self._writers.difference_update((writer, up_w))
+
+    async def cut(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            server.close()
+        for w in list(self._writers):
+            w.transport.abort()
+        self._writers.clear()
+        if server is not None:
+            await server.wait_closed()
+
+    async def restore(self) -> None:
+        await self.start()

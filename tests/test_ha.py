@@ -19,6 +19,7 @@ from typing import Any
 import aiohttp
 import psycopg
 
+from tests.pg import Proxy
 from tests.support import AgentProcess, Receiver, free_port, start_agent, wait_for
 
 STEP2_AFTER = 8.0
@@ -225,3 +226,43 @@ async def test_a_leader_cut_from_the_database_becomes_the_standby(tmp_path: Path
 
 async def _roles_are(a: AgentProcess, b: AgentProcess, ra: str, rb: str) -> bool:
     return (await role(a), await role(b)) == (ra, rb)
+
+
+async def test_a_database_outage_leaves_the_leader_paging_from_memory(tmp_path: Path,
+                                                                      pg_url: str) -> None:
+    """PostgreSQL unreachable (a relay in front of it cut): nobody can take over, so the
+    leader detects, opens and pages from memory, says so, and stores it all afterwards."""
+    receiver = await Receiver().start()
+    target = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
+    port = target.sockets[0].getsockname()[1]
+    proxy = await Proxy().start()
+    home = tmp_path / "a"
+    home.mkdir()
+    agent = await start_agent(config(home / "state", proxy.url(pg_url), receiver,
+                                     dead_port=port, name="a"), home)
+    try:
+        assert await role(agent) == "leader"
+        await proxy.cut()
+        target.close()  # the shop goes down while the database is unreachable
+        await wait_for(lambda: _count(receiver, "alice", 1), 15, "alice paged from memory")
+        await agent.event("store_write_failed")
+        status, body = await agent.get("/healthz")
+        health = json.loads(body)
+        assert (status, health["status"], health["role"]) == (503, "store_failing", "leader")
+        assert sql(pg_url, "SELECT count(*) FROM incidents") == [(0,)]
+        await proxy.restore()
+        await wait_for(lambda: _stored(pg_url), 20, "the incident written once it is back")
+        assert sql(pg_url, "SELECT status FROM outbox WHERE contact = 'alice'") == \
+            [("delivered",)]
+        assert sql(pg_url, "SELECT holder FROM onwatch_leader") == [("a",)]
+        await asyncio.sleep(1.0)
+        assert len(to(receiver, "alice")) == 1  # not sent again from the store
+        assert await role(agent) == "leader"
+    finally:
+        await agent.stop()
+        await proxy.cut()
+        await receiver.close()
+
+
+async def _stored(url: str) -> bool:
+    return sql(url, "SELECT count(*) FROM incidents") == [(1,)]

@@ -26,6 +26,7 @@ same code path on both stores.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -41,6 +42,8 @@ from agent.store.queries import SqlStore
 
 #: Waiting for a pooled connection, and for a new one, before the store counts as down.
 CONNECT_TIMEOUT_S = 3
+#: While the server is unreachable, how often a statement may wait for it again.
+RETRY_S = 5.0
 #: No statement of the agent's takes long; one that does is a server in trouble.
 STATEMENT_TIMEOUT_MS = 5000
 #: Key of the advisory lock that serialises schema changes (any constant of our own).
@@ -75,7 +78,7 @@ class _Db:
         conn = self._store.tx_conn
         if conn is not None:
             return Result.of(conn.execute(params(sql), args))
-        with self._store.pool.connection() as conn:
+        with self._store.connection() as conn:
             return Result.of(conn.execute(params(sql), args))
 
     def executemany(self, sql: str, seq: Iterable[Sequence[Any]], /) -> Result:
@@ -87,7 +90,7 @@ class _Db:
             with conn.cursor() as cur:
                 cur.executemany(params(sql), rows)
                 return Result([], cur.rowcount)
-        with self._store.pool.connection() as conn, conn.cursor() as cur:
+        with self._store.connection() as conn, conn.cursor() as cur:
             cur.executemany(params(sql), rows)
             return Result([], cur.rowcount)
 
@@ -107,6 +110,9 @@ class PgStore(SqlStore):
         self.epoch: int | None = None
         #: True once leadership runs (agent/leader.py): then only the leader may send.
         self.shared = False
+        #: Since when (monotonic) the server cannot be reached; None while it can.
+        self.down_since: float | None = None
+        self._retry_at = 0.0
 
     @classmethod
     def open(cls, url: str, *, readonly: bool = False, name: str = "onwatch") -> PgStore:
@@ -129,6 +135,32 @@ class PgStore(SqlStore):
     def close(self) -> None:
         self.pool.close()
 
+    @contextmanager
+    def connection(self) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection; while the server is unreachable, a refusal at once.
+
+        Every call waits for the server otherwise (up to CONNECT_TIMEOUT_S, on the event
+        loop): during an outage the engine retries its writes every second, and each
+        wait would stall the checks. So after a connection failure the store refuses at
+        once for RETRY_S, unless the pool (reconnecting in its own threads) has a
+        connection again; then it tries once more, waiting at most a second."""
+        now = time.monotonic()
+        if self.down_since is not None and now < self._retry_at and not self._pooled():
+            raise psycopg.OperationalError(
+                f"the PostgreSQL store {self.path} is unreachable (for "
+                f"{now - self.down_since:.0f} s); retrying")
+        try:
+            with self.pool.connection(timeout=1.0 if self.down_since else None) as conn:
+                yield conn
+        except psycopg.OperationalError:
+            self.down_since = self.down_since or time.monotonic()
+            self._retry_at = time.monotonic() + RETRY_S
+            raise
+        self.down_since = None
+
+    def _pooled(self) -> bool:
+        return bool(self.pool.get_stats().get("pool_available", 0))
+
     @property
     def db(self) -> Db:
         return self._db
@@ -137,7 +169,7 @@ class PgStore(SqlStore):
     def tx(self) -> Iterator[None]:
         if self.tx_conn is not None:
             raise RuntimeError("store.tx() does not nest")
-        with self.pool.connection() as conn, conn.transaction():
+        with self.connection() as conn, conn.transaction():
             self.tx_conn = conn
             try:
                 self._check_epoch(conn)
@@ -151,7 +183,7 @@ class PgStore(SqlStore):
             return
         if self.epoch is None:
             raise Fenced("this instance is a standby")
-        with self.pool.connection() as conn:
+        with self.connection() as conn:
             self._check_epoch(conn)
 
     def _check_epoch(self, conn: psycopg.Connection[Any]) -> None:
@@ -165,7 +197,7 @@ class PgStore(SqlStore):
             raise Fenced(f"another instance leads now (epoch {row and row[0]}, ours {held})")
 
     def create_tables(self, schema: str) -> None:
-        with self.pool.connection() as conn, conn.transaction():
+        with self.connection() as conn, conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
             for stmt in ddl(schema):
                 conn.execute(stmt)
@@ -175,7 +207,7 @@ class PgStore(SqlStore):
         instance's, so that a link made by one is honoured by all."""
         self.create_tables("CREATE TABLE IF NOT EXISTS onwatch_secrets "
                            "(name TEXT PRIMARY KEY, value BLOB NOT NULL)")
-        with self.pool.connection() as conn:
+        with self.connection() as conn:
             conn.execute("INSERT INTO onwatch_secrets VALUES (%s, %s) ON CONFLICT DO NOTHING",
                          (name, local))
             row = conn.execute("SELECT value FROM onwatch_secrets WHERE name = %s",
@@ -185,7 +217,7 @@ class PgStore(SqlStore):
 
     def touch(self) -> None:
         """A write that changes nothing: raises psycopg.Error when the store cannot be written."""
-        with self.pool.connection() as conn:
+        with self.connection() as conn:
             conn.execute("UPDATE onwatch_schema SET version = version")
 
     def prune(self, cutoff: float, *, batch: int = upkeep.BATCH) -> upkeep.Pruned:

@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import contextlib
 import html
+import re
 from typing import Any
 
 from aiohttp import web
 
-from agent import links, webguard
+from agent import links, tenancy, webguard
 from agent.engine import ActionError, Engine
 from agent.fields import parse_duration
 from agent.incidents import Incident
@@ -150,8 +151,23 @@ async def _require_token(request: web.Request, handler: Any) -> web.StreamRespon
             return web.json_response(
                 {"error": "missing or wrong bearer token (see [agent] api_token)"}, status=401,
                 headers={"WWW-Authenticate": "Bearer"})
+        # A client's person reaches that client's incidents only: any other is not there.
+        scope, found = _scope(request), re.match(r"/api/v1/incidents/(\d{1,12})", request.path)
+        engine = request.app[ENGINE_KEY]
+        if scope is not None and found is not None:
+            inc = engine.store.incident(int(found[1]))
+            if inc is None or not tenancy.sees(engine.config, scope, inc):
+                return web.json_response({"error": "no such incident"}, status=404)
     resp: web.StreamResponse = await handler(request)
     return resp
+
+
+def _scope(request: web.Request) -> str | None:
+    """The tenant a personal token's person belongs to; None: the provider's (sees all)."""
+    person = request.get(PERSON)
+    if not isinstance(person, str):
+        return None  # the shared token is the provider's
+    return tenancy.of_person(request.app[ENGINE_KEY].config, person)
 
 
 def _personal(request: web.Request, header: str | None) -> bool:
@@ -189,8 +205,10 @@ def incident_json(inc: Incident) -> dict[str, Any]:
 async def api_list(request: web.Request) -> web.Response:
     store = request.app[ENGINE_KEY].store
     open_only = request.query.get("open", "") in ("1", "true", "yes")
-    return web.json_response({"incidents": [incident_json(i) for i in
-                                            store.incidents(open_only=open_only, limit=200)]})
+    scope = _scope(request)
+    found = store.incidents(open_only=open_only, limit=200 if scope is None else 2000)
+    mine = tenancy.visible(request.app[ENGINE_KEY].config, scope, found)[:200]
+    return web.json_response({"incidents": [incident_json(i) for i in mine]})
 
 
 async def api_show(request: web.Request) -> web.Response:
@@ -258,18 +276,29 @@ async def api_declare(request: web.Request) -> web.Response:
     if severity not in SEVERITIES:
         return web.json_response(
             {"error": f"severity must be one of {', '.join(SEVERITIES)}"}, status=400)
+    scope, policy = _scope(request), _text(body, "policy") or None
+    if scope is not None and policy and tenancy.of_name(engine.config, policy) != scope:
+        return web.json_response({"error": f"no policy {policy!r} of yours"}, status=403)
     try:
-        inc = engine.declare(title=title, severity=Severity(severity),
-                             policy=_text(body, "policy") or None,
-                             by=actor(request, body)[0], reason=_text(body, "reason"))
+        inc = engine.declare(title=title, severity=Severity(severity), policy=policy,
+                             by=actor(request, body)[0], reason=_text(body, "reason"),
+                             tenant=scope or "")
     except ActionError as exc:
         return web.json_response({"error": str(exc)}, status=exc.status)
     return web.json_response(incident_json(inc), status=201)
 
 
 async def api_maintenance_list(request: web.Request) -> web.Response:
-    engine = request.app[ENGINE_KEY]
-    return web.json_response({"windows": engine.store.maintenance(engine.clock())})
+    engine, scope = request.app[ENGINE_KEY], _scope(request)
+    return web.json_response({"windows": [w for w in engine.store.maintenance(engine.clock())
+                                          if _window_mine(engine, scope, w)]})
+
+
+def _window_mine(engine: Engine, scope: str | None, window: dict[str, Any]) -> bool:
+    """A tenant's window names its checks only (tags may span clients: the provider's)."""
+    checks = window.get("checks") or []
+    return scope is None or (not window.get("tags") and bool(checks) and all(
+        tenancy.of_name(engine.config, c) == scope for c in checks))
 
 
 async def api_maintenance_start(request: web.Request) -> web.Response:
@@ -279,6 +308,10 @@ async def api_maintenance_start(request: web.Request) -> web.Response:
     if not (isinstance(checks, list) and isinstance(tags, list)
             and all(isinstance(x, str) for x in [*checks, *tags])):
         return web.json_response({"error": "checks and tags must be lists of names"}, status=400)
+    scope = _scope(request)
+    if not _window_mine(engine, scope, {"checks": checks, "tags": tags}):
+        return web.json_response({"error": "name your own checks (tags are the provider's)"},
+                                 status=403)
     known = {c.name for c in engine.config.checks}
     known_tags = {t for c in engine.config.checks for t in c.tags}
     unknown = [c for c in checks if c not in known] + [t for t in tags if t not in known_tags]
@@ -295,9 +328,12 @@ async def api_maintenance_start(request: web.Request) -> web.Response:
 
 
 async def api_maintenance_end(request: web.Request) -> web.Response:
-    engine = request.app[ENGINE_KEY]
+    engine, wid = request.app[ENGINE_KEY], webguard.row_id(request)
+    window = next((w for w in engine.store.maintenance(engine.clock()) if w["id"] == wid), None)
+    if window is not None and not _window_mine(engine, _scope(request), window):
+        return web.json_response({"error": f"no current maintenance window #{wid}"}, status=404)
     try:
-        engine.end_maintenance(webguard.row_id(request), by=actor(request, {})[0])
+        engine.end_maintenance(wid, by=actor(request, {})[0])
     except ActionError as exc:
         return web.json_response({"error": str(exc)}, status=exc.status)
     return web.json_response({"ended": True})
@@ -331,6 +367,8 @@ async def api_action_done(request: web.Request) -> web.Response:
     engine = request.app[ENGINE_KEY]
     body = await _body(request)
     aid = int(request.match_info["id"])
+    if _scope(request) is not None and aid not in {a.id for a in _actions(request, False)}:
+        return web.json_response({"error": f"no prevention action #{aid}"}, status=404)
     try:
         by, via = actor(request, body)
         engine.finish_action(aid, by=by, via=via)
@@ -340,7 +378,15 @@ async def api_action_done(request: web.Request) -> web.Response:
 
 
 async def api_action_list(request: web.Request) -> web.Response:
-    store = request.app[ENGINE_KEY].store
     open_only = request.query.get("open", "") in ("1", "true", "yes")
     return web.json_response({"actions": [action_json(a) for a in
-                                          store.actions(open_only=open_only)]})
+                                          _actions(request, open_only)]})
+
+
+def _actions(request: web.Request, open_only: bool) -> list[Action]:
+    engine, scope = request.app[ENGINE_KEY], _scope(request)
+    found = engine.store.actions(open_only=open_only)
+    if scope is None:
+        return found
+    return [a for a in found if (inc := engine.store.incident(a.incident_id)) is not None
+            and tenancy.sees(engine.config, scope, inc)]

@@ -22,8 +22,7 @@ from agent.fields import parse_duration
 from agent.incidents import Incident
 from agent.report.document import Document, render_html, render_markdown, render_pdf
 from agent.report.incident import Context, incident_report
-from agent.report.load import facts_between, facts_of
-from agent.report.review import review
+from agent.report.load import facts_of, scoped_review
 from agent.report.review_doc import review_document, review_json
 from agent.status.notices import PUBLIC_KINDS
 from agent.store.base import Store
@@ -99,15 +98,16 @@ def cmd_review(args: argparse.Namespace) -> int:
         print(f'onwatch: --since must be a duration like "30d", got {args.since!r}',
               file=sys.stderr)
         return EXIT_USAGE
+    if args.tenant is not None and args.tenant not in cfg.tenants:
+        print(f"onwatch: no tenant {args.tenant!r} in {cfg.source}; known: "
+              f"{', '.join(sorted(cfg.tenants)) or '(none: add [[tenants]])'}", file=sys.stderr)
+        return EXIT_USAGE
     now = time.time()
-    facts = facts_between(store, now - back, now, now)
-    r = review(facts, checks=[c.name for c in cfg.checks], since=now - back, until=now,
-               tz=cfg.agent.tz, hours=cfg.escalation.hours,
-               open_actions=store.actions(open_only=True))
+    r, tz, title = scoped_review(cfg, store, now - back, now, now, args.tenant)
     if args.format == "json":
-        print(json.dumps(review_json(r), indent=2))
+        print(json.dumps({**review_json(r), "tenant": args.tenant or ""}, indent=2))
         return cli.EXIT_OK
-    return _emit(review_document(r, cfg.agent.tz, now=now), args.format, args.out)
+    return _emit(review_document(r, tz, business=title, now=now), args.format, args.out)
 
 
 def cmd_action(args: argparse.Namespace) -> int:
@@ -150,6 +150,8 @@ def register(with_config: AddParser) -> None:
     sp.add_argument("--out", metavar="FILE", help="write to FILE instead of standard output")
     sp = with_config("review", "review incidents and escalation over a period")
     sp.add_argument("--since", default="30d", help='how far back, e.g. "30d" (default), "7d"')
+    sp.add_argument("--tenant", metavar="NAME",
+                    help="one client's review: its checks, incidents, hours and time zone")
     sp.add_argument("--format", choices=("md", "html", "json", "pdf"), default="md",
                     help="Markdown (default), HTML, JSON for scripts, or PDF")
     sp.add_argument("--out", metavar="FILE", help="write to FILE instead of standard output")

@@ -18,7 +18,7 @@ import functools
 import os
 import socket
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -35,6 +35,7 @@ from agent import (
     config_replies,
     config_service,
     config_status,
+    config_tenants,
 )
 from agent.config_contacts import Contact
 from agent.config_escalation import Named
@@ -125,6 +126,8 @@ class CheckConfig:
     #: The check's own table as written (what a remote probe is sent to run it).
     table: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}), repr=False,
                                      compare=False)
+    #: The client it belongs to ([[tenants]]); "": the provider's own.
+    tenant: str = ""
 
     @property
     def runs_here(self) -> bool:
@@ -160,6 +163,10 @@ class Config:
     replies: config_replies.Replies = field(default_factory=config_replies.Replies)
     #: [probes]: remote probes that stop reporting (agent/probe_intake.py).
     probes: config_probe.ProbesConfig = field(default_factory=config_probe.ProbesConfig)
+    #: The provider's clients by name (agent/config_tenants.py); their checks, contacts,
+    #: roles and policies are in the tables above too, under qualified names.
+    tenants: Mapping[str, config_tenants.Tenant] = field(
+        default_factory=lambda: MappingProxyType({}))
 
     def check(self, name: str) -> CheckConfig | None:
         return self._by_name.get(name)
@@ -178,19 +185,26 @@ class Config:
 
 def load(path: str | Path) -> Config:
     path = Path(path)
+    raw, problem = _read(path)
+    if raw is None:
+        raise ConfigError(path, [f"config: {problem}"])
+    return parse(raw, path)
+
+
+def _read(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """A TOML file's tables, or None and what is wrong ("line 3: ...")."""
     try:
         # utf-8-sig: a file saved by Notepad starts with a BOM, which TOML rejects.
         text = path.read_text(encoding="utf-8-sig")
     except OSError as exc:
-        raise ConfigError(path, [f"config: cannot read the file: {exc.strerror or exc}"]) from None
+        return None, f"cannot read the file: {exc.strerror or exc}"
     except UnicodeDecodeError as exc:
         line = exc.object.count(b"\n", 0, exc.start) + 1
-        raise ConfigError(path, [f"config: line {line}: not UTF-8 text"]) from None
+        return None, f"line {line}: not UTF-8 text"
     try:
-        raw = config_guard.parse_toml(text)
+        return config_guard.parse_toml(text), None
     except config_guard.TomlProblem as exc:
-        raise ConfigError(path, [str(exc)]) from None
-    return parse(raw, path)
+        return None, str(exc).removeprefix("config: ")
 
 
 def parse(raw: Mapping[str, Any], path: Path) -> Config:
@@ -204,13 +218,21 @@ def parse(raw: Mapping[str, Any], path: Path) -> Config:
     contacts = config_contacts.parse(_items(root, "contacts"), named, reply_sections)
     esc = config_escalation.parse(root, agent.tz, contacts, lambda key: _items(root, key), named)
     checks = _checks(root, defaults, contacts, esc, errors, base)
+    status = config_status.parse(_table(root, "status"), checks)
+    ten = config_tenants.parse(root, path, agent.tz, _part, _read)
+    for what, names in (("checks", tuple(c.name for c in checks)), ("contacts", contacts),
+                        ("roles", esc.roles), ("policies", esc.policies)):
+        config_tenants.provider_names(errors, ten.tenants, what, names)
+    contacts |= ten.contacts
+    esc = replace(esc, roles=MappingProxyType({**esc.roles, **ten.roles}),
+                  policies=MappingProxyType({**esc.policies, **ten.policies}))
+    checks += ten.checks
     windows = config_detect.maintenance(_items(root, "maintenance"), root, agent.tz, checks)
     delivery = config_notify.delivery(_table(root, "notifications"))
     templates = config_notify.templates(_table(root, "templates"))
     intake = config_intake.parse(root, lambda key: _table(root, key), frozenset(esc.policies),
                                  lambda item, key, i: _named(item, key, i, errors, base))
     web = config_status.web(_table(root, "web"))
-    status = config_status.parse(_table(root, "status"), checks)
     replies = config_replies.parse(_table(root, "replies"), reply_sections)
     probes = config_probe.central(_table(root, "probes"), frozenset(esc.policies))
     defaults.finish()
@@ -223,7 +245,35 @@ def parse(raw: Mapping[str, Any], path: Path) -> Config:
     return Config(path, agent, MappingProxyType(contacts), checks, esc, delivery,
                   MappingProxyType(templates), windows, intake,
                   policy if isinstance(policy, str) and policy in esc.policies else None,
-                  web, status, replies, probes)
+                  web, status, replies, probes, ten.tenants)
+
+
+def _part(raw: Mapping[str, Any], errors: list[str], base: Path, tz: ZoneInfo
+          ) -> config_tenants.Part:
+    """A tenant's own tables, read by the top level's readers (agent/config_tenants.py)."""
+    root = Section(raw, "config", errors, base)
+    tz = config_escalation.timezone(root) if root.has("timezone") else tz
+    named: Named = lambda item, key, i: _named(item, key, i, errors, base)  # noqa: E731
+    replies: dict[str, Section] = {}
+    contacts = config_contacts.parse(_items(root, "contacts"), named, replies)
+    for name in replies:
+        errors.append(f"contacts {show(name)}: reply: reply channels are the provider's "
+                      "(the top level's [[contacts]])")
+    esc = config_escalation.parse(root, tz, contacts, lambda key: _items(root, key), named)
+    defaults = _table(root, "defaults")
+    checks = _checks(root, defaults, contacts, esc, errors, base)
+    status_sec = _table(root, "status")
+    host = config_tenants.status_host(status_sec)
+    status = config_status.parse(status_sec, checks)
+    if status.email is not None:
+        errors.append("status: email: subscriber mail is the provider's ([status.email] at "
+                      "the top level)")
+    policy = defaults.raw.get("policy")
+    defaults.finish()
+    root.finish()
+    return config_tenants.Part(contacts, esc, checks,
+                               policy if isinstance(policy, str) and policy in esc.policies
+                               else None, status, host)
 
 
 def _probes_page_someone(checks: tuple[CheckConfig, ...], probes: config_probe.ProbesConfig,

@@ -20,10 +20,11 @@ import functools
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from zoneinfo import ZoneInfo
 
 import structlog
 
-from agent import alerts, engine_manual, escalation, incidents, links, triage
+from agent import alerts, engine_manual, escalation, incidents, links, tenancy, triage
 from agent.calendar import resolve_targets
 from agent.config import CheckConfig, Config
 from agent.detect.maintenance import MaintenanceWindow
@@ -95,18 +96,22 @@ class Engine(PreventionActions, MaintenanceWindows, Leading):
                      if lv.incident.check == check and lv.incident.kind.family is kind.family),
                     None)
 
-    def route(self, severity: Severity) -> Route | None:
-        return next((r for r in self.config.escalation.routes if r.severity == severity), None)
+    def route(self, severity: Severity, tenant: str = "") -> Route | None:
+        routes = tenancy.escalation(self.config, tenant).routes
+        return next((r for r in routes if r.severity == severity), None)
 
     def policy_name_for(self, check: CheckConfig | None, severity: Severity,
-                        asked: str | None = None) -> str:
-        route = self.route(severity)
+                        asked: str | None = None, tenant: str = "") -> str:
+        tenant = check.tenant if check else tenant
+        route = self.route(severity, tenant)
         if asked:
             return asked
         if route is not None and route.policy:
             return route.policy
         # A declared incident (no check) pages like a check would: [defaults] policy.
-        return (check.policy or "") if check else (self.config.default_policy or "")
+        found = self.config.tenants.get(tenant)
+        default = found.default_policy if found else self.config.default_policy
+        return (check.policy or "") if check else (default or "")
 
     def policy(self, inc: Incident) -> Policy:
         found = self.config.escalation.policies.get(inc.policy or "")
@@ -201,8 +206,11 @@ class Engine(PreventionActions, MaintenanceWindows, Leading):
         elif prior is not None:
             state = state or prior.state
         if inc.is_open and state is not None:
+            # A client's incident follows its own business hours, time zone and routes.
+            tenant = tenancy.of_incident(self.config, inc)
             plan = escalation.plan(inc, state, self.policy(inc), self.config.escalation.roles,
-                                   self.config.escalation.hours, self.route(inc.severity), now)
+                                   tenancy.escalation(self.config, tenant).hours,
+                                   self.route(inc.severity, tenant), now)
             inc, state = plan.incident, plan.state
             entries += plan.entries
             pages += plan.pages
@@ -260,12 +268,12 @@ class Engine(PreventionActions, MaintenanceWindows, Leading):
     @relayable
     def snooze(self, incident_id: int, *, by: str, via: Via, seconds: float) -> Incident:
         return engine_manual.snooze(self, incident_id, by=by, via=via, seconds=seconds,
-                                    tz=self.config.agent.tz)
+                                    tz=self._tz(incident_id))
 
     @relayable
     def declare(self, *, title: str, severity: Severity, policy: str | None, by: str,
-                reason: str) -> Incident:
-        name = self.policy_name_for(None, severity, policy)
+                reason: str, tenant: str = "") -> Incident:
+        name = self.policy_name_for(None, severity, policy, tenant)
         if name not in self.config.escalation.policies:
             raise Invalid(
                 f"no policy {name!r} to page with; give one of "
@@ -310,6 +318,11 @@ class Engine(PreventionActions, MaintenanceWindows, Leading):
                 f"{contact} could not be reached on any channel: escalating now")])
         self.apply(Transition(live.incident, (), None),
                    escalation.unreachable(live.state, self.clock()))
+
+    def _tz(self, incident_id: int) -> ZoneInfo:
+        live = self._live.get(incident_id)
+        tenant = tenancy.of_incident(self.config, live.incident) if live else ""
+        return tenancy.tz(self.config, tenant)
 
     def _open_incident(self, incident_id: int) -> Incident:
         live = self._live.get(incident_id)
@@ -377,7 +390,8 @@ class Engine(PreventionActions, MaintenanceWindows, Leading):
                                  inc.opened_at) if ackable else None
             msg_id = str(uuid.uuid4())
             m = messages.render(page.event, inc, target=target, link=link, reason=page.reason,
-                                tz=self.config.agent.tz, message_id=msg_id, now=now,
+                                tz=tenancy.tz(self.config, tenancy.of_incident(self.config, inc)),
+                                message_id=msg_id, now=now,
                                 overrides=self.config.templates)
             out.append(OutboxMessage(msg_id, inc.id, contact, page.event, m.title, m.body, now,
                                      now, short=m.short, link=link or ""))

@@ -16,12 +16,12 @@ from markupsafe import escape
 
 from agent import pages
 from agent.cli_report import report_context
+from agent.console import scope
 from agent.console.context import CONSOLE_KEY, NO_INDEX, refuse
 from agent.fields import parse_duration
 from agent.report.document import Document, render_html
 from agent.report.incident import incident_report
-from agent.report.load import facts_between, facts_of
-from agent.report.review import review
+from agent.report.load import facts_of, scoped_review
 from agent.report.review_doc import review_document
 
 #: The longest period a review covers in the console (the store keeps about this much).
@@ -61,8 +61,6 @@ async def review_page(request: web.Request) -> web.StreamResponse:
     if back is None or not 0 < back <= MAX_PERIOD_S:
         return refuse(request, 'The period must be a duration like "30d" or "7d".', 400)
     now = engine.clock()
-    facts = facts_between(engine.store, now - back, now, now)
-    r = review(facts, checks=[c.name for c in cfg.checks], since=now - back, until=now,
-               tz=cfg.agent.tz, hours=cfg.escalation.hours,
-               open_actions=engine.store.actions(open_only=True))
-    return _with_way_back(review_document(r, cfg.agent.tz, now=now), "/console", "Console")
+    r, tz, title = scoped_review(cfg, engine.store, now - back, now, now, scope.scope(request))
+    return _with_way_back(review_document(r, tz, business=title, now=now), "/console",
+                          "Console")

@@ -24,6 +24,7 @@ from typing import Any
 
 from aiohttp import web
 
+from agent.console import scope
 from agent.console.context import CONSOLE_KEY, Console, page, redirect, refuse
 from agent.console.guard import person
 from agent.errors import ActionError
@@ -66,10 +67,12 @@ def summary(console: Console, inc: Incident, timeline: Sequence[TimelineEntry] =
 async def overview(request: web.Request) -> web.StreamResponse:
     console = request.app[CONSOLE_KEY]
     store = console.engine.store
-    open_ = [summary(console, i) for i in store.open_incidents()]
+    open_ = [summary(console, i) for i in scope.incidents(request, store.open_incidents())]
     order = {"critical": 0, "high": 1, "low": 2}
     open_.sort(key=lambda s: (order.get(str(s["inc"].severity), 3), -s["inc"].opened_at))
-    recent = [summary(console, i) for i in store.incidents(limit=30) if not i.is_open][:10]
+    recent = [summary(console, i) for i in scope.incidents(
+        request, store.incidents(limit=30 if scope.scope(request) is None else 500))
+        if not i.is_open][:10]
     return page(request, "console/overview.html", title="Incidents", open=open_, recent=recent,
                 snoozes=SNOOZES, public=console.site is not None)
 
@@ -104,7 +107,8 @@ async def incident_page(request: web.Request) -> web.StreamResponse:
     return page(request, "console/incident.html", title=f"Incident #{inc.id}",
                 s=summary(console, inc, timeline), timeline=timeline, messages=messages,
                 actions=store.actions(incident_id=inc.id), snoozes=SNOOZES, public=public,
-                contacts=sorted(console.engine.config.contacts))
+                contacts=sorted(c for c in console.engine.config.contacts
+                                if scope.mine(request, c)))
 
 
 def _field(form: Any, name: str, required: bool = False) -> str:

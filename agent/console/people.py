@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Iterable
 from typing import Any
 
 from aiohttp import web
@@ -23,8 +24,9 @@ from icalendar import Calendar, Event
 
 from agent import links, pages
 from agent.calendar import on_call
+from agent.console import scope
 from agent.console.context import CONSOLE_KEY, Console, page, refuse
-from agent.policy import Rotation
+from agent.policy import Role, Rotation
 
 HORIZON_DAYS = 60
 MAX_EVENTS = 100
@@ -52,9 +54,11 @@ def shifts(rotation: Rotation, person: str, now: float, horizon: float
     return out[:MAX_EVENTS]
 
 
-def roles_now(console: Console, now: float) -> list[dict[str, Any]]:
+def roles_now(console: Console, now: float, roles: Iterable[Role] | None = None
+              ) -> list[dict[str, Any]]:
+    roles = console.engine.config.escalation.roles.values() if roles is None else roles
     out = []
-    for role in console.engine.config.escalation.roles.values():
+    for role in roles:
         r = role.rotation
         if r is None or not r.contacts:
             out.append({"name": role.name, "rotation": False, "everyone": role.contacts})
@@ -70,9 +74,11 @@ async def on_call_page(request: web.Request) -> web.StreamResponse:
     console = request.app[CONSOLE_KEY]
     now, key = console.engine.clock(), console.engine.link_key
     feeds = [(name, console.public_url() + feed_path(key, name))
-             for name in sorted(console.engine.config.contacts)]
+             for name in sorted(console.engine.config.contacts) if scope.mine(request, name)]
+    roles = [r for r in console.engine.config.escalation.roles.values()
+             if scope.mine(request, r.name)]
     return page(request, "console/on_call.html", title="On call",
-                roles=roles_now(console, now), feeds=feeds)
+                roles=roles_now(console, now, roles), feeds=feeds)
 
 
 def ics(console: Console, person: str, now: float) -> bytes:

@@ -1,9 +1,17 @@
-"""Read one incident's facts, or a period's, from a store (the shell around `report`)."""
+"""Read one incident's facts, or a period's, from a store (the shell around `report`).
+
+`scoped_review` is the review as one tenant's people (or the provider) may see it.
+"""
 
 from __future__ import annotations
 
+from zoneinfo import ZoneInfo
+
+from agent import tenancy
+from agent.config import Config
 from agent.incidents import Incident
 from agent.report.facts import IncidentFacts, incident_facts
+from agent.report.review import Review, review
 from agent.store.base import Store
 
 
@@ -15,3 +23,20 @@ def facts_of(store: Store, inc: Incident, now: float) -> IncidentFacts:
 def facts_between(store: Store, since: float, until: float, now: float
                   ) -> list[IncidentFacts]:
     return [facts_of(store, inc, now) for inc in store.incidents_between(since, until)]
+
+
+def scoped_review(cfg: Config, store: Store, since: float, until: float, now: float,
+                  scope: str | None) -> tuple[Review, ZoneInfo, str]:
+    """The review of one tenant (its checks, incidents, actions, hours and time zone), or of
+    everything for the provider (`scope` None); with the time zone and the client's title."""
+    facts = [f for f in facts_between(store, since, until, now)
+             if tenancy.sees(cfg, scope, f.incident)]
+    tenant = cfg.tenants.get(scope or "")
+    actions = [a for a in store.actions(open_only=True)
+               if scope is None or ((inc := store.incident(a.incident_id)) is not None
+                                    and tenancy.sees(cfg, scope, inc))]
+    tz = tenancy.tz(cfg, scope or "")
+    r = review(facts, checks=[c.name for c in tenancy.checks_of(cfg, scope)], since=since,
+               until=until, tz=tz, hours=tenancy.escalation(cfg, scope or "").hours,
+               open_actions=actions)
+    return r, tz, tenant.title if tenant is not None else ""

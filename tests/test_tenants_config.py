@@ -1,0 +1,207 @@
+"""Tenants in the config: [[tenants]], include globs, qualified names, errors naming the file;
+and each tenant's business hours driving its own pages (the pure planner, a fake clock)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from agent import config, escalation, incidents, tenancy
+from agent.calendar import in_business_hours
+from agent.vocab import Severity
+
+MAIN = """
+include = ["clients/*.toml"]
+[agent]
+state_dir = "state"
+timezone = "UTC"
+[[contacts]]
+name = "staff"
+urls = ["json://127.0.0.1:9/staff"]
+[[checks]]
+name = "shop"
+type = "tcp"
+host = "127.0.0.1"
+port = 9
+contacts = ["staff"]
+
+[[tenants]]
+name = "acme"
+title = "Acme Bakery"
+timezone = "Europe/Berlin"
+business_hours = { hours = ["mon-fri 09:00-17:00"] }
+[[tenants.contacts]]
+name = "ana"
+urls = ["json://127.0.0.1:9/ana"]
+[[tenants.contacts]]
+name = "night"
+urls = ["json://127.0.0.1:9/anight"]
+[[tenants.policies]]
+name = "std"
+steps = [{ notify = ["ana"], when = "business_hours" },
+         { notify = ["night"], when = "outside_business_hours" }]
+[[tenants.checks]]
+name = "shop"
+type = "tcp"
+host = "127.0.0.1"
+port = 9
+policy = "std"
+depends_on = ["router"]
+[[tenants.checks]]
+name = "router"
+type = "tcp"
+host = "127.0.0.1"
+port = 9
+policy = "std"
+[tenants.status]
+host = "status.acme.example"
+[[tenants.status.components]]
+name = "Online shop"
+checks = ["shop"]
+"""
+
+BRAVO = """
+title = "Bravo Ltd"
+timezone = "America/New_York"
+business_hours = { hours = ["mon-fri 09:00-17:00"] }
+[[contacts]]
+name = "bob"
+urls = ["json://127.0.0.1:9/bob"]
+[[contacts]]
+name = "night"
+urls = ["json://127.0.0.1:9/bnight"]
+[[roles]]
+name = "oncall"
+contacts = ["bob"]
+[[policies]]
+name = "std"
+steps = [{ notify = ["role:oncall"], when = "business_hours" },
+         { notify = ["night"], when = "outside_business_hours" }]
+[defaults]
+policy = "std"
+[[checks]]
+name = "shop"
+type = "tcp"
+host = "127.0.0.1"
+port = 9
+"""
+
+
+def _write(tmp: Path, main: str = MAIN, bravo: str = BRAVO) -> Path:
+    (tmp / "clients").mkdir(exist_ok=True)
+    (tmp / "clients" / "bravo.toml").write_text(bravo)
+    path = tmp / "onwatch.toml"
+    path.write_text(main)
+    return path
+
+
+def _problems(path: Path) -> list[str]:
+    with pytest.raises(config.ConfigError) as exc:
+        config.load(path)
+    return exc.value.problems
+
+
+def test_tenants_from_tables_and_included_files(tmp_path: Path) -> None:
+    cfg = config.load(_write(tmp_path))
+    assert sorted(cfg.tenants) == ["acme", "bravo"]
+    # Three checks called "shop": the provider's, and one per client, kept apart.
+    assert [(c.name, c.tenant) for c in cfg.checks] == [
+        ("shop", ""), ("acme.shop", "acme"), ("acme.router", "acme"), ("bravo.shop", "bravo")]
+    acme_shop = cfg.check("acme.shop")
+    assert acme_shop is not None and acme_shop.policy == "acme.std"
+    assert acme_shop.depends_on == ("acme.router",)
+    assert acme_shop.table["name"] == "acme.shop"  # what a remote probe would be sent
+    bravo = cfg.tenants["bravo"]
+    assert bravo.title == "Bravo Ltd" and str(bravo.tz) == "America/New_York"
+    assert bravo.default_policy == "bravo.std" and bravo.source.name == "bravo.toml"
+    steps = cfg.escalation.policies["bravo.std"].steps
+    assert steps[0].notify == ("role:bravo.oncall",) and steps[1].notify == ("bravo.night",)
+    assert cfg.escalation.roles["bravo.oncall"].contacts == ("bravo.bob",)
+    assert set(cfg.contacts) == {"staff", "acme.ana", "acme.night", "bravo.bob", "bravo.night"}
+    acme = cfg.tenants["acme"]
+    assert acme.title == "Acme Bakery" and acme.host == "status.acme.example"
+    assert [(c.name, c.slug, c.checks) for c in acme.status.components] == [
+        ("Online shop", "acme-online-shop", ("acme.shop",))]
+    assert acme.status.title == "Acme Bakery"
+    assert cfg.status.components == ()  # the provider's own page is not the clients'
+
+
+def test_whose_is_it(tmp_path: Path) -> None:
+    cfg = config.load(_write(tmp_path))
+    assert tenancy.of_name(cfg, "acme.shop") == "acme"
+    assert tenancy.of_name(cfg, "shop") == tenancy.PROVIDER
+    assert tenancy.of_person(cfg, "bravo.bob") == "bravo"
+    assert tenancy.of_person(cfg, "staff") is None  # the provider's staff: everything
+    assert tenancy.of_person(cfg, "gone") == tenancy.NOBODY  # unknown: nothing
+    declared = incidents.declare(new_id=1, title="t", severity=Severity.HIGH, by="x",
+                                 reason="r", now=0.0).incident
+    assert tenancy.of_incident(cfg, declared) == tenancy.PROVIDER
+    assert tenancy.of_incident(cfg, replace(declared, policy="bravo.std")) == "bravo"
+
+
+def test_problems_name_the_file_and_the_key(tmp_path: Path) -> None:
+    bad = BRAVO.replace('port = 9\n', 'port = 9\ntimeout = "0s"\n') + "\n[intake]\n"
+    problems = _problems(_write(tmp_path, bravo=bad))
+    assert any(p.startswith('clients/bravo.toml: checks[0] "shop": timeout:') for p in problems)
+    assert 'clients/bravo.toml: unknown key "intake"' in problems
+
+
+def test_a_syntax_error_in_an_included_file(tmp_path: Path) -> None:
+    problems = _problems(_write(tmp_path, bravo="title = \n"))
+    assert len(problems) == 1 and problems[0].startswith("clients/bravo.toml: line 1")
+
+
+def test_unknown_references_and_keys_inside_a_tenant(tmp_path: Path) -> None:
+    main = MAIN.replace('policy = "std"\ndepends_on', 'policy = "standard"\ndepends_on')
+    main = main.replace('title = "Acme Bakery"', 'title = "Acme Bakery"\ncolour = "red"')
+    problems = _problems(_write(tmp_path, main))
+    assert ('tenants[0] "acme": checks[0] "shop": policy: no policy named "standard" '
+            "(define it under [[policies]])") in problems
+    assert any(p.startswith('tenants[0] "acme": unknown key "colour"') for p in problems)
+
+
+def test_names_and_hosts_that_would_be_ambiguous(tmp_path: Path) -> None:
+    main = MAIN.replace('name = "shop"\ntype', 'name = "acme.till"\ntype', 1)
+    main += '\n[[tenants]]\nname = "bad.name"\n'
+    main += '[[tenants]]\nname = "bravo"\n[tenants.status]\nhost = "status.acme.example"\n'
+    problems = _problems(_write(tmp_path, main))
+    assert any('"acme.till": names starting with "acme." are tenant "acme"' in p
+               for p in problems)
+    assert any(p.startswith('tenants[1] "bad.name": name: must be 1-32') for p in problems)
+    assert ('clients/bravo.toml: name: duplicate tenant name "bravo" (another is read from '
+            "onwatch.toml)") in problems
+    assert ('tenants[2] "bravo": status: host: "status.acme.example" is already the status '
+            'page of tenant "acme"') in problems
+
+
+def test_a_missing_include_file(tmp_path: Path) -> None:
+    main = MAIN.replace('include = ["clients/*.toml"]', 'include = ["clients/nope.toml"]')
+    assert any(p.startswith('config: include[0]: no file "clients/nope.toml"')
+               for p in _problems(_write(tmp_path, main)))
+
+
+def test_each_tenant_pages_by_its_own_business_hours(tmp_path: Path) -> None:
+    """Wednesday 10:00 in Berlin is 04:00 in New York: the same policy shape pages
+    Acme's day person and Bravo's night person (what the engine passes to the planner)."""
+    cfg = config.load(_write(tmp_path))
+    now = dt.datetime(2026, 12, 2, 10, 0, tzinfo=dt.timezone(dt.timedelta(hours=1))).timestamp()
+    paged = {}
+    for tenant in ("acme", "bravo"):
+        check = cfg.check(f"{tenant}.shop")
+        assert check is not None
+        inc = incidents.declare(new_id=1, title="down", severity=Severity.HIGH, by="t",
+                                reason="r", now=now).incident
+        inc = replace(inc, check=check.name, policy=check.policy)
+        hours = tenancy.escalation(cfg, tenancy.of_incident(cfg, inc)).hours
+        plan = escalation.plan(inc, escalation.start(inc), cfg.escalation.policies[inc.policy],
+                               cfg.escalation.roles, hours, None, now)
+        paged[tenant] = [c for p in plan.pages for c in p.contacts]
+    assert paged == {"acme": ["acme.ana"], "bravo": ["bravo.night"]}
+    # Eight hours later Bravo is open (12:00 in New York) and Acme closed (18:00 in Berlin).
+    later = now + 8 * 3600
+    bravo_hours, acme_hours = (tenancy.escalation(cfg, t).hours for t in ("bravo", "acme"))
+    assert bravo_hours is not None and acme_hours is not None
+    assert in_business_hours(bravo_hours, later) and not in_business_hours(acme_hours, later)

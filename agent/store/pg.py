@@ -26,6 +26,7 @@ same code path on both stores.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -39,6 +40,10 @@ from agent.store import migrations, sqlite, upkeep
 from agent.store.base import Db, Fenced, StoreError, redact
 from agent.store.pgsql import Result, ddl, params
 from agent.store.queries import SqlStore
+
+# The pool's threads log every reconnection attempt; the store says it once, with the
+# redacted URL (store_write_failed, leadership_unconfirmed), from the event loop's thread.
+logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
 
 #: Waiting for a pooled connection, and for a new one, before the store counts as down.
 CONNECT_TIMEOUT_S = 3

@@ -218,4 +218,5 @@ async def run(cfg: ProbeFile, stop: asyncio.Event | None = None) -> None:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await ctx.close()
+            probe.buffer.close()
             log.info("probe_stopped", waiting=probe.buffer.waiting())

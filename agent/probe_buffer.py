@@ -22,7 +22,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import structlog
 
@@ -44,6 +44,9 @@ class Buffer:
         self._seq_file = self.dir / "seq"
         self._pending_lines = self._count_lines()
         self.dropped = 0
+        #: Kept open between results (a run costs a write and a flush, not an open).
+        self._fh: IO[str] | None = None
+        self._bytes = self.size()
 
     def _count_lines(self) -> int:
         try:
@@ -54,10 +57,20 @@ class Buffer:
 
     def add(self, item: dict[str, Any]) -> None:
         line = json.dumps(item, separators=(",", ":")) + "\n"
-        with self._current.open("a", encoding="utf-8") as f:
-            f.write(line)
+        if self._fh is None:
+            self._fh = self._current.open("a", encoding="utf-8")
+        self._fh.write(line)
+        self._fh.flush()  # in the kernel's hands: a crash of the probe loses nothing
         self._pending_lines += 1
-        self._bound()
+        self._bytes += len(line)
+        if self._bytes > self.max_bytes:
+            self._bytes = self.size()
+            self._bound()
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
 
     def waiting(self) -> int:
         """Results not yet accepted by the central (in batches and not yet batched)."""
@@ -94,8 +107,10 @@ class Buffer:
     def done(self, seq: int) -> None:
         """The central has batch `seq` (accepted, or a duplicate of one it had)."""
         (self.dir / f"batch-{seq}.json").unlink(missing_ok=True)
+        self._bytes = self.size()
 
     def _take_current(self, now: float) -> list[dict[str, Any]]:
+        self.close()
         try:
             lines = self._current.read_text(encoding="utf-8").splitlines()
         except FileNotFoundError:
@@ -145,6 +160,7 @@ class Buffer:
             if self.size() <= self.max_bytes:
                 return
         # Only results not yet batched are left: keep the newest half.
+        self.close()
         lines = self._current.read_text(encoding="utf-8").splitlines(keepends=True)
         keep = lines[len(lines) // 2:]
         tmp = self.dir / ".current.tmp"
@@ -152,6 +168,7 @@ class Buffer:
         os.replace(tmp, self._current)
         self._drop(len(lines) - len(keep), "over buffer_max")
         self._pending_lines = len(keep)
+        self._bytes = self.size()
 
     def _drop(self, n: int, why: str) -> None:
         if n:

@@ -16,6 +16,7 @@ holds only where the central is, who the probe is, and its buffer's bounds.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -125,7 +126,9 @@ def parse_probe_file(path: Path) -> ProbeFile:
     if key is None and not any(k in table for k in ("key", "key_file")):
         sec.error("key", "is required (give key or key_file: what `onwatch probe add NAME` "
                          "printed on the central)")
-    state = Path(sec.string("state_dir", "/var/lib/onwatch-probe"))
+    # systemd's StateDirectory= (systemd/onwatch-probe.service) sets STATE_DIRECTORY.
+    default_state = os.environ.get("STATE_DIRECTORY", "/var/lib/onwatch-probe").split(":")[0]
+    state = Path(sec.string("state_dir", default_state))
     report = sec.duration("report_every", 2.0)
     refresh = sec.duration("refresh_every", 300.0)
     max_bytes = sec.size("buffer_max", 64 * 1024 * 1024)

@@ -197,6 +197,42 @@ def test_security_exposure_is_at_most_2(env: dict[str, Any]) -> None:
     assert float(m.group(1)) <= 2.0, out
 
 
+def test_the_probe_unit_runs_hardened_beside_its_central(env: dict[str, Any]) -> None:
+    """systemd/onwatch-probe.service as its comments say: key and config as root-only
+    credentials, a dynamic user, the same hardening score."""
+    sys_ = env["sys"]
+    out = sys_.run(["onwatch", "probe", "add", "berlin"]).stdout
+    key = re.search(r'key = "([^"]+)"', out)
+    assert key, out
+    address = (_state(sys_) / "agent.addr").read_text().strip()
+    etc = sys_.root / "etc" / "onwatch"
+    (etc / "probe.key").write_text(key.group(1) + "\n")
+    (etc / "probe.toml").write_text(f'[probe]\nname = "berlin"\ncentral = "http://{address}"\n'
+                                    'key_file = "probe.key"\n')
+    for f in ("probe.key", "probe.toml"):
+        (etc / f).chmod(0o600)
+    unit = (ROOT / "systemd" / "onwatch-probe.service").read_text()
+    (sys_.root / "etc" / "systemd" / "system" / "onwatch-probe.service").write_text(unit)
+    sys_.run(["systemctl", "daemon-reload"])
+    sys_.run(["systemctl", "start", "onwatch-probe"])
+    try:
+        wait_until(lambda: "probe_started" in sys_.run(
+            ["journalctl", "-u", "onwatch-probe", "--no-pager", "-o", "cat"]).stdout, 30,
+            "the probe started, its checks fetched from the central")
+        assert sys_.run(["systemctl", "is-active", "onwatch-probe"], check=False
+                        ).stdout.strip() == "active"
+        score = sys_.run(["systemd-analyze", "security", "--no-pager",
+                          "onwatch-probe.service"]).stdout
+        m = re.search(r"Overall exposure level for onwatch-probe\.service: ([0-9.]+)", score)
+        assert m, score
+        print(f"\nsystemd-analyze security onwatch-probe.service: {m.group(1)}")
+        assert float(m.group(1)) <= 2.0, score
+    finally:
+        sys_.run(["systemctl", "stop", "onwatch-probe"], check=False)
+    assert "1 open incident" in sys_.run(
+        ["systemctl", "show", "-p", "StatusText", "--value", "onwatch"]).stdout
+
+
 def test_watchdog_restarts_a_wedged_agent_and_the_incident_goes_on(env: dict[str, Any]
                                                                     ) -> None:
     sys_, receiver = env["sys"], env["receiver"]

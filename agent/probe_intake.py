@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import structlog
@@ -91,8 +92,9 @@ class ProbeHub:
 
     # -- requests --------------------------------------------------------------
 
-    def authenticate(self, request: web.Request, body: bytes) -> str:
-        """The probe that signed this request; HTTPUnauthorized otherwise."""
+    def claimed(self, request: web.Request) -> tuple[str, int, int, str]:
+        """Who the headers say signed the request, when that is a probe with that key
+        now; HTTPUnauthorized otherwise (before a byte of the body is read)."""
         try:
             name, key_id, at, sig = probe_wire.signed_by(request.headers)
         except probe_wire.WireError as exc:
@@ -100,6 +102,12 @@ class ProbeHub:
         row = self.probes.get(name)
         if row is None or not row.active or row.key_id != key_id:
             raise self._refuse("unknown or revoked probe key")
+        return name, key_id, at, sig
+
+    def authenticate(self, request: web.Request, body: bytes,
+                     claim: tuple[str, int, int, str] | None = None) -> str:
+        """The probe that signed this request; HTTPUnauthorized otherwise."""
+        name, key_id, at, sig = claim or self.claimed(request)
         key = probe_wire.derive_key(self._secret, name, key_id)
         if not probe_wire.verify(key, request.method, request.path, at, body, sig):
             raise self._refuse("bad signature")
@@ -136,6 +144,8 @@ class ProbeHub:
         ignored = 0
         wall = time.time()
         for name, result in batch.results:
+            if result.checked_at > wall:  # a probe whose clock runs ahead: not the future
+                result = replace(result, checked_at=wall)
             check = self.config.check(name)
             if check is None or probe not in check.locations:
                 ignored += 1
@@ -234,8 +244,9 @@ async def checks_handler(request: web.Request) -> web.Response:
 
 async def results_handler(request: web.Request) -> web.Response:
     hub = request.app[HUB_KEY]
+    claim = hub.claimed(request)  # an unknown sender's body is never read
     body = await _body(request)
-    probe = hub.authenticate(request, body)
+    probe = hub.authenticate(request, body, claim)
     try:
         batch = probe_wire.decode_batch(body)
     except probe_wire.WireError as exc:

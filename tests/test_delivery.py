@@ -15,8 +15,9 @@ from agent.config_contacts import Contact
 from agent.config_notify import DeliveryPolicy
 from agent.metrics import Metrics
 from agent.outbox import Dispatcher, backoff
+from agent.store.base import Store
 from agent.store.records import OutboxMessage
-from agent.store.sqlite import Store
+from tests.pg import Opener
 from tests.support import Receiver, onwatch, wait_for
 from tests.test_store import incident
 
@@ -51,9 +52,10 @@ def test_backoff_is_exponential_and_capped() -> None:
     assert [backoff(n, 10.0) for n in range(1, 7)] == [2, 4, 8, 10, 10, 10]
 
 
-async def test_temporary_failure_is_retried_until_the_service_recovers(tmp_path: Path) -> None:
+async def test_temporary_failure_is_retried_until_the_service_recovers(
+        store_opener: Opener) -> None:
     rx = await Receiver(status=503).start()
-    store = Store.open(tmp_path)
+    store = store_opener()
     with store.tx():
         store.enqueue(message())
     d = await run(store, {"alice": Contact("alice", (f"json://127.0.0.1:{rx.port}/a",))},
@@ -72,9 +74,9 @@ async def test_temporary_failure_is_retried_until_the_service_recovers(tmp_path:
     assert isinstance(attempts, int) and attempts == len(rx.attempts) <= 6
 
 
-async def test_permanent_failure_is_not_retried_and_falls_back(tmp_path: Path) -> None:
+async def test_permanent_failure_is_not_retried_and_falls_back(store_opener: Opener) -> None:
     rx = await Receiver(statuses={"/push": 400}).start()
-    store = Store.open(tmp_path)
+    store = store_opener()
     with store.tx():
         store.enqueue(message())
     urls = (f"json://127.0.0.1:{rx.port}/push", f"json://127.0.0.1:{rx.port}/sms")
@@ -92,10 +94,10 @@ async def test_permanent_failure_is_not_retried_and_falls_back(tmp_path: Path) -
     assert rx.messages[0]["_path"] == "/sms"
 
 
-async def test_every_channel_refusing_fails_at_once_and_reports_unreachable(tmp_path: Path
+async def test_every_channel_refusing_fails_at_once_and_reports_unreachable(store_opener: Opener
                                                                            ) -> None:
     rx = await Receiver(status=401).start()
-    store = Store.open(tmp_path)
+    store = store_opener()
     with store.tx():
         store.save_incident(incident())
         store.enqueue(OutboxMessage("m1", 1, "alice", "page", "t", "b", time.time(), time.time()))
@@ -114,11 +116,11 @@ async def test_every_channel_refusing_fails_at_once_and_reports_unreachable(tmp_
     assert "refused it permanently" in store.timeline(1)[0].message
 
 
-async def test_hanging_service_is_bounded_by_the_send_timeout(tmp_path: Path) -> None:
+async def test_hanging_service_is_bounded_by_the_send_timeout(store_opener: Opener) -> None:
     rx = await Receiver().start()
     rx.hang = asyncio.Event()
     rx.hang.set()
-    store = Store.open(tmp_path)
+    store = store_opener()
     with store.tx():
         store.enqueue(message())
     d = await run(store, {"alice": Contact("alice", (f"json://127.0.0.1:{rx.port}/a",))},
@@ -132,9 +134,9 @@ async def test_hanging_service_is_bounded_by_the_send_timeout(tmp_path: Path) ->
         await rx.close()
 
 
-async def test_deadline_ends_the_retries(tmp_path: Path) -> None:
+async def test_deadline_ends_the_retries(store_opener: Opener) -> None:
     rx = await Receiver(status=503).start()
-    store = Store.open(tmp_path)
+    store = store_opener()
     with store.tx():
         store.enqueue(message())
     d = await run(store, {"alice": Contact("alice", (f"json://127.0.0.1:{rx.port}/a",))},
@@ -189,11 +191,11 @@ contacts = ["alice"]
     assert [p for p, _ in rx.attempts] == ["/good", "/bad"]
 
 
-async def test_uplink_down_holds_everything_and_drains_when_back(tmp_path: Path) -> None:
+async def test_uplink_down_holds_everything_and_drains_when_back(store_opener: Opener) -> None:
     a, b = await Receiver().start(), await Receiver().start()
     await a.close()
     await b.close()  # every notification service unreachable: connections refused
-    store = Store.open(tmp_path)
+    store = store_opener()
     with store.tx():
         store.enqueue(message("m1", "alice"))
         store.enqueue(message("m2", "owner"))

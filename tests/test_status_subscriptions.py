@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,8 +16,8 @@ from agent.links import LinkError
 from agent.status import subscriptions as subs
 from agent.status.mailer import Mailer
 from agent.status.subscriptions import SubscribeError, Subscriptions
-from agent.store.sqlite import Store
 from agent.store.status import StatusStore
+from tests.pg import Opener
 from tests.status_env import mails as received
 from tests.support import Mailbox
 
@@ -31,10 +30,9 @@ def email(port: int = 25, **kw: object) -> EmailConfig:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[StatusStore]:
-    s = Store.open(tmp_path / "state")
-    yield StatusStore(s)
-    s.close()
+def store(store_opener: Opener) -> Iterator[StatusStore]:
+    """The status tables on both stores (tests/pg.py)."""
+    yield StatusStore(store_opener())
 
 
 def service(store: StatusStore, **kw: object) -> Subscriptions:

@@ -19,6 +19,7 @@ from agent.policy import BusinessHours
 from agent.runner import Runner
 from agent.store.sqlite import Store
 from checks.result import CheckResult, ErrorKind
+from tests.pg import Opener
 
 LONDON = ZoneInfo("Europe/London")
 
@@ -94,10 +95,11 @@ reason = "till upgrade"
 
 
 @pytest.fixture
-def world(tmp_path: Path) -> tuple[Runner, Store, Clock, Config]:
+def world(tmp_path: Path, store_opener: Opener) -> tuple[Runner, Store, Clock, Config]:
+    """The runner and engine on both stores (tests/pg.py)."""
     (tmp_path / "c.toml").write_text(CONFIG)
     cfg = load(tmp_path / "c.toml")
-    store = Store.open(cfg.agent.state_dir)
+    store = store_opener()
     clock = Clock()
     engine = Engine(cfg, store, Metrics(), b"k" * 32, clock)
     return Runner(cfg, engine, engine.metrics, clock), store, clock, cfg

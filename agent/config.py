@@ -218,7 +218,7 @@ def parse(raw: Mapping[str, Any], path: Path) -> Config:
     contacts = config_contacts.parse(_items(root, "contacts"), named, reply_sections)
     esc = config_escalation.parse(root, agent.tz, contacts, lambda key: _items(root, key), named)
     checks = _checks(root, defaults, contacts, esc, errors, base)
-    status = config_status.parse(_table(root, "status"), checks)
+    own_checks = checks  # the provider's status page lists its own checks' components
     ten = config_tenants.parse(root, path, agent.tz, _part, _read)
     for what, names in (("checks", tuple(c.name for c in checks)), ("contacts", contacts),
                         ("roles", esc.roles), ("policies", esc.policies)):
@@ -233,6 +233,7 @@ def parse(raw: Mapping[str, Any], path: Path) -> Config:
     intake = config_intake.parse(root, lambda key: _table(root, key), frozenset(esc.policies),
                                  lambda item, key, i: _named(item, key, i, errors, base))
     web = config_status.web(_table(root, "web"))
+    status = config_status.parse(_table(root, "status"), own_checks)
     replies = config_replies.parse(_table(root, "replies"), reply_sections)
     probes = config_probe.central(_table(root, "probes"), frozenset(esc.policies))
     defaults.finish()

@@ -41,7 +41,9 @@ if TYPE_CHECKING:
     from agent.config import CheckConfig
     from agent.config_contacts import Contact
 
-TENANT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,31}")
+#: No "." (it separates a tenant from its names), no "--" and no "-" or "_" at an end
+#: ("--" separates it from its status components' slugs, which never hold one).
+TENANT_NAME = re.compile(r"[A-Za-z0-9]+(?:[-_][A-Za-z0-9]+)*")
 _GLOB = re.compile(r"[*?\[]")
 
 
@@ -122,9 +124,10 @@ def parse(root: Section, path: Path, tz: ZoneInfo, read: PartReader,
         errors: list[str] = []
         sec = Section(raw, label, errors, source.parent.resolve())
         name = sec.string("name", stem) if stem else sec.string("name")
-        if name and not TENANT_NAME.fullmatch(name):
-            sec.error("name", "must be 1-32 letters, digits, '-' or '_' (no '.': it separates "
-                              f"a tenant's name from its checks'), got {show(name)}")
+        if name and not (TENANT_NAME.fullmatch(name) and len(name) <= 32):
+            sec.error("name", "must be 1-32 letters and digits, single '-' or '_' between them "
+                              f"(no '.': it separates a tenant's name from its checks'), got "
+                              f"{show(name)}")
             name = ""
         title = sec.string("title", name or "client")
         part = read({k: v for k, v in raw.items() if k not in ("name", "title")}, errors,
@@ -216,7 +219,7 @@ def _qualified(name: str, title: str, part: Part, source: Path) -> Tenant:
                    for r in esc.routes)
     escalation = Escalation(esc.tz, esc.hours, MappingProxyType(roles),
                             MappingProxyType(policies), routes)
-    comps = tuple(replace(c, slug=f"{name}-{c.slug}", checks=targets(c.checks))
+    comps = tuple(replace(c, slug=f"{name}--{c.slug}", checks=targets(c.checks))
                   for c in part.status.components)
     by_check: dict[str, tuple[Any, ...]] = {}
     for c in comps:

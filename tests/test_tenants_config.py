@@ -124,7 +124,7 @@ def test_tenants_from_tables_and_included_files(tmp_path: Path) -> None:
     acme = cfg.tenants["acme"]
     assert acme.title == "Acme Bakery" and acme.host == "status.acme.example"
     assert [(c.name, c.slug, c.checks) for c in acme.status.components] == [
-        ("Online shop", "acme-online-shop", ("acme.shop",))]
+        ("Online shop", "acme--online-shop", ("acme.shop",))]
     assert acme.status.title == "Acme Bakery"
     assert cfg.status.components == ()  # the provider's own page is not the clients'
 

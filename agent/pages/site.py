@@ -63,6 +63,11 @@ class Site:
         self._cache: dict[str, _Entry] = {}
         self._bars: tuple[int, str, viewmod.Bars] | None = None
         self._tags = {c.name: c.tags for c in config.checks}
+        #: A tenant's page (pages/tenant_sites.py) answers on this Host header too.
+        self.host: str | None = None
+        self.tenant = ""
+        #: On the provider's site: each tenant's, by name (/status/<name>).
+        self.tenant_sites: dict[str, Site] = {}
 
     @property
     def public_url(self) -> str:
@@ -97,10 +102,20 @@ class Site:
             uptime = self.store.uptime(days[0])
             self._bars = (self.flushes, days[-1], viewmod.bars(self.status, uptime, days))
         incidents = self.engine.store.open_incidents()
-        notices = self.store.notices(since=now - self.status.history_days * 86400.0)
+        # The notices table holds every tenant's: show the ones naming our components only.
+        slugs = {c.slug for c in self.status.components}
+        notices = [n for n in self.store.notices(since=now - self.status.history_days * 86400.0)
+                   if self._ours(n.components, slugs)]
         return viewmod.build(self.status, self.tz, incidents=incidents, notices=notices,
                              bars=self._bars[2], windows=self.windows(now), tags=self._tags,
                              now=now)
+
+    def _ours(self, slugs: tuple[str, ...], mine: set[str]) -> bool:
+        if mine.intersection(slugs):
+            return True
+        # The provider's page keeps notices of components since renamed; never a tenant's
+        # (their slugs hold "--", which a slug made from a name never does).
+        return not self.tenant and not any("--" in s for s in slugs)
 
     def housekeeping(self) -> None:
         now = self.clock()
@@ -108,9 +123,10 @@ class Site:
         with self.store.store.tx():
             self.store.prune(now)
             self.store.expire_pending(now - CONFIRM_TTL)
-        self.flushes += 1
-        if self.publisher.announce(self.windows(now), now):
-            log.info("maintenance_announced")
+        for site in (self, *self.tenant_sites.values()):
+            site.flushes += 1
+            if site.publisher.announce(site.windows(now), now):
+                log.info("maintenance_announced", tenant=site is not self)
 
     async def status_loop(self, stop: asyncio.Event) -> None:
         """Once a minute until `stop`: the rollup written, maintenance announced."""

@@ -19,6 +19,7 @@ from aiohttp import web
 
 from agent import pages
 from agent.config_status import LOGO_TYPES
+from agent.pages import tenant_sites
 from agent.pages.site import Site
 from agent.status.view import ComponentView, StatusView, iso
 from agent.vocab import ComponentState
@@ -47,6 +48,23 @@ def add_routes(app: web.Application, site: Site) -> None:
     app.router.add_get("/feed.atom", feed)
     app.router.add_get("/badge/{slug}.svg", badge)
     app.router.add_get("/logo", logo)
+    # Each tenant's page (pages/tenant_sites.py): the same routes under /status/<name>.
+    tenant = "/status/{tenant:[A-Za-z0-9_-]{1,32}}"
+    app.router.add_get(tenant, page)
+    app.router.add_get(tenant + "/incidents", incidents_page)
+    app.router.add_get(tenant + r"/incidents/{key:(m-)?\d{1,12}}", incident_page)
+    app.router.add_get(tenant + "/status.json", status_json)
+    app.router.add_get(tenant + "/feed.atom", feed)
+    app.router.add_get(tenant + "/badge/{slug}.svg", badge)
+    app.router.add_get(tenant + "/logo", logo)
+
+
+def _resolve(request: web.Request) -> tuple[Site, str]:
+    """The page asked for (the provider's, or a tenant's by path or host) and its links' root."""
+    found = tenant_sites.site_for(request, request.app[SITE_KEY])
+    if found is None:
+        raise web.HTTPNotFound(text="no such status page")
+    return found
 
 
 def _day_label(date: str) -> str:
@@ -87,51 +105,51 @@ def _segments(c: ComponentView) -> dict[str, Any]:
             "paths": sorted(paths.items()), "marks": marks, "summary": summary}
 
 
-def _common(site: Site) -> dict[str, Any]:
+def _common(site: Site, root: str = "") -> dict[str, Any]:
     return {"site_title": site.status.title, "has_logo": site.logo is not None,
-            "tz": str(site.tz), "iso": iso}
+            "tz": str(site.tz), "iso": iso, "root": root}
 
 
-def render_page(site: Site) -> bytes:
+def render_page(site: Site, root: str = "") -> bytes:
     v = site.view()
     groups = [(g, [_segments(c) for c in comps]) for g, comps in v.groups]
     return pages.render("status.html", v=v, components=groups, patterns=PATTERNS,
-                        email=site.status.email is not None, **_common(site)).encode()
+                        email=site.status.email is not None, **_common(site, root)).encode()
 
 
 async def page(request: web.Request) -> web.Response:
-    site = request.app[SITE_KEY]
-    body = site.cached("page", lambda: render_page(site))
+    site, root = _resolve(request)
+    body = site.cached(f"page{root}", lambda: render_page(site, root))
     assert isinstance(body, bytes)
     return pages.respond(body, cache=PAGE_CACHE)
 
 
 async def incidents_page(request: web.Request) -> web.Response:
-    site = request.app[SITE_KEY]
+    site, root = _resolve(request)
     v = site.view()
     body = pages.render("incidents.html", heading=f"Incidents of the last {v.days} days",
                         stories=(*v.active, *v.history), many=True, days=v.days,
-                        **_common(site))
+                        **_common(site, root))
     return pages.respond(body, cache=PAGE_CACHE)
 
 
 async def incident_page(request: web.Request) -> web.Response:
-    site = request.app[SITE_KEY]
+    site, root = _resolve(request)
     v = site.view()
     key = request.match_info["key"]
     story = next((s for s in (*v.active, *v.history) if s.key == key), None)
     if story is None:
         body = pages.render("message.html", heading="Not found", button="",
                             paragraphs=["There is no such incident on this page."],
-                            **_common(site))
+                            **_common(site, root))
         return pages.respond(body, status=404)
     body = pages.render("incidents.html", heading=story.title, stories=(story,), many=False,
-                        days=v.days, **_common(site))
+                        days=v.days, **_common(site, root))
     return pages.respond(body, cache=PAGE_CACHE)
 
 
-def status_document(site: Site, v: StatusView) -> dict[str, Any]:
-    base = site.public_url
+def status_document(site: Site, v: StatusView, root: str = "") -> dict[str, Any]:
+    base = site.public_url + root
     stories = (*v.active, *v.history)
     return {
         "schema_version": SCHEMA_VERSION,
@@ -160,23 +178,23 @@ def status_document(site: Site, v: StatusView) -> dict[str, Any]:
 
 
 async def status_json(request: web.Request) -> web.Response:
-    site = request.app[SITE_KEY]
-    body = site.cached("json", lambda: json.dumps(status_document(site, site.view()),
-                                                  separators=(",", ":")).encode())
+    site, root = _resolve(request)
+    body = site.cached(f"json{root}", lambda: json.dumps(status_document(site, site.view(), root),
+                                                         separators=(",", ":")).encode())
     assert isinstance(body, bytes)
     return pages.respond(body, content_type="application/json", cache=PAGE_CACHE,
                          extra={"Access-Control-Allow-Origin": "*"})
 
 
 async def feed(request: web.Request) -> web.Response:
-    site = request.app[SITE_KEY]
+    site, root = _resolve(request)
     v = site.view()
     updates = sorted(((s, u) for s in (*v.active, *v.history) for u in s.updates),
                      key=lambda su: -su[1].at)[:50]
     entries = [{"key": s.key, "id": u.id, "title": f"{u.label}: {s.title}", "iso": u.iso,
                 "text": u.text} for s, u in updates]
     updated = entries[0]["iso"] if entries else iso(v.generated_at)
-    body = pages.render("feed.atom", base=site.public_url, entries=entries, updated=updated,
+    body = pages.render("feed.atom", base=site.public_url + root, entries=entries, updated=updated,
                         site_title=site.status.title)
     return pages.respond(body, content_type="application/atom+xml", cache=PAGE_CACHE)
 
@@ -187,12 +205,12 @@ def _text_width(text: str) -> int:
 
 
 async def badge(request: web.Request) -> web.Response:
-    site = request.app[SITE_KEY]
+    site, root = _resolve(request)
     slug = request.match_info["slug"]
     comp = site.view().component(slug)
     if comp is None:
         return web.Response(status=404, text="no such component")
-    body = site.cached(f"badge:{slug}", lambda: pages.render(
+    body = site.cached(f"badge:{root}:{slug}", lambda: pages.render(
         "badge.svg", left=comp.name, right=comp.label.lower(), w1=_text_width(comp.name),
         w2=_text_width(comp.label), colour=BADGE_COLOURS[comp.state]).encode())
     assert isinstance(body, bytes)
@@ -200,7 +218,7 @@ async def badge(request: web.Request) -> web.Response:
 
 
 async def logo(request: web.Request) -> web.Response:
-    site = request.app[SITE_KEY]
+    site, _root = _resolve(request)
     if site.logo is None or site.status.logo is None:
         return web.Response(status=404, text="no logo configured")
     kind = LOGO_TYPES[site.status.logo.suffix.lower()]

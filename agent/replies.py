@@ -160,6 +160,10 @@ class ReplyHub:
     async def _supervise(self, ch: Channel) -> None:
         failures = 0
         while True:
+            # A standby does not listen: two pollers of one bot or mailbox take each
+            # other's answers (Telegram refuses the second one). It starts on taking over.
+            while self.engine is not None and not self.engine.leading:  # noqa: ASYNC110
+                await asyncio.sleep(1.0)  # leadership is looked at each second too
             started = time.monotonic()
             try:
                 await ch.listen(self.handle)

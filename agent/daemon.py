@@ -79,6 +79,7 @@ async def _serve(config: Config, stop: asyncio.Event, reload_from: Path | None) 
     engine = Engine(config, store, metrics, link_key, clock)
     leadership = await leader.start(config, store, engine, metrics)  # PostgreSQL only
     runner = Runner(config, engine, metrics, clock)
+    engine.after_takeover = runner.catch_up
     runner.restore()
     keeper = learning.Keeper(runner, store, metrics.store_errors.inc)
     keeper.restore()  # before the first result, which would start learning afresh

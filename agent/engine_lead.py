@@ -30,6 +30,8 @@ class Leading:
     leading: bool
     pending: PendingWrites
     on_fenced: Callable[[str], None]
+    #: Wired by the daemon: Runner.catch_up (what this instance saw while standing by).
+    after_takeover: Callable[[], None] = staticmethod(lambda: None)
 
     def restore(self) -> None:
         raise NotImplementedError
@@ -40,6 +42,8 @@ class Leading:
         if not leading:  # the new leader stored or owns all of it
             self.pending = PendingWrites(self.metrics.store_errors.inc)
         self.restore()
+        if leading:
+            self.after_takeover()
 
     def read_or_none(self, read: Callable[[], T]) -> T | None:
         """A read the store refuses (a database down) finds nothing: paging goes on."""

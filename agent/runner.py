@@ -25,7 +25,7 @@ from agent.config import CheckConfig, Config
 from agent.config_probe import LOCAL
 from agent.detect import pipeline
 from agent.detect.maintenance import active_window
-from agent.detect.outage import Health, OutageState
+from agent.detect.outage import Health, OutageState, Signal
 from agent.detect.pipeline import CheckState, Params
 from agent.engine import Engine
 from agent.incidents import Incident
@@ -181,6 +181,28 @@ class Runner:
         self._down.discard(inc.check or "")
         log.info("check_state_forgotten", check=inc.check, incident=inc.id,
                  why="resolved by hand while not known to be up")
+
+    def catch_up(self) -> None:
+        """On taking over from another instance (agent/leader.py): what this instance saw
+        while it stood by and the store does not show -- the last leader died before it
+        acted -- is acted on now: a check down with no incident opens one, an open outage
+        of a check that is up resolves."""
+        now = self.clock()
+        for check in self.config.checks:
+            inc, health = self.engine.open_for_check(check.name), self.health(check.name)
+            if check.remote or check.name not in self._states:
+                continue
+            if health is Health.DOWN and inc is None and self.suppression(check, now) is None:
+                since = self._states[check.name].outage.since
+                sig = Signal(Health.DOWN, check.name, now, since, "down when this instance "
+                             "took over (the last leader had not opened it)", None)
+            elif health is Health.UP and inc is not None and inc.kind.marks_down:
+                sig = Signal(Health.UP, check.name, now, inc.started_at, "up when this "
+                             "instance took over", None)
+            else:
+                continue
+            log.warning("takeover_catch_up", check=check.name, health=str(health))
+            self.engine.on_check_signal(check, pipeline.OutageChange(sig))
 
     def _params_of(self, check: CheckConfig) -> Params:
         cached = self._params.get(check.name)

@@ -68,9 +68,12 @@ def connect_kwargs(name: str) -> dict[str, Any]:
     """Connection settings every onwatch connection uses (`name`: application_name)."""
     return {"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_S, "application_name": name,
             "options": f"-c statement_timeout={STATEMENT_TIMEOUT_MS}",
-            # A peer that vanished (a partition) is noticed in seconds, not hours.
+            # A peer that vanished (a partition) is noticed in seconds, not hours: idle, by
+            # keepalives; with a statement sent and not acknowledged, after 5 s (the calls
+            # are synchronous: without it the event loop would wait for the kernel's
+            # retransmissions, a quarter of an hour).
             "keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2,
-            "keepalives_count": 3}
+            "keepalives_count": 3, "tcp_user_timeout": 5000}
 
 
 class _Db:

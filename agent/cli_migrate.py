@@ -8,6 +8,15 @@ when a running agent holds it. Every table is copied in one transaction
 (agent/store/copy.py), then the rows are counted on both sides; any
 difference is an error naming the table. The SQLite file is never changed.
 
+How: every table of the SQLite file -- the main ones and those other modules
+made with `create_tables` (status page, baselines, sign-in, relays) -- as
+SQLite itself recorded it in `sqlite_master`, is made in PostgreSQL through
+the translation the PostgreSQL store uses (agent/store/pgsql.py), and every
+row copied in ONE transaction: a copy that fails half-way leaves the target as
+empty as it was. Identity sequences then move past the copied ids, so that
+the next action or notice gets a fresh one. The target must hold no incidents:
+merging two histories would give two incidents the same number.
+
 Afterwards: set `[agent] store` to the URL (README, "High availability").
 Exit codes: 0 copied and verified, 1 refused or a mismatch, 2 a broken config.
 """
@@ -15,10 +24,86 @@ Exit codes: 0 copied and verified, 1 refused or a mismatch, 2 a broken config.
 from __future__ import annotations
 
 import argparse
+import re
+import sqlite3
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from agent.store.pg import PgStore
+    from agent.store.sqlite import SqliteStore
 
 AddParser = Callable[..., argparse.ArgumentParser]
+
+#: SQLite's own bookkeeping, and the version row the target keeps in its own table.
+SKIPPED = frozenset({"sqlite_sequence", "meta"})
+BATCH = 1000
+
+
+class CopyError(Exception):
+    """The copy cannot be made; the message says why and what to do."""
+
+
+def tables(source: SqliteStore) -> dict[str, str]:
+    """name -> CREATE statement (IF NOT EXISTS) of every table of the SQLite store."""
+    rows = source.conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table' "
+                               "ORDER BY rootpage").fetchall()
+    return {name: re.sub(r"^CREATE\s+TABLE\s+(?!IF\s+NOT\s+EXISTS)", "CREATE TABLE IF NOT "
+                         "EXISTS ", sql, count=1, flags=re.I)
+            for name, sql in rows if name not in SKIPPED and not name.startswith("sqlite_")}
+
+
+def counts(store: SqliteStore | PgStore, names: list[str]) -> dict[str, int]:
+    return {name: int(store.db.execute(f'SELECT COUNT(*) FROM "{name}"').fetchone()[0])
+            for name in names}
+
+
+def _columns(source: SqliteStore, table: str) -> list[str]:
+    return [r[1] for r in source.conn.execute(f'PRAGMA table_info("{table}")')]
+
+
+def _batches(source: SqliteStore, table: str, cols: list[str]) -> Iterator[list[Any]]:
+    names = ", ".join(f'"{c}"' for c in cols)
+    cur: sqlite3.Cursor = source.conn.execute(f'SELECT {names} FROM "{table}"')
+    while rows := cur.fetchmany(BATCH):
+        yield [tuple(r) for r in rows]
+
+
+def copy_all(source: SqliteStore, target: PgStore) -> dict[str, int]:
+    """Copy every table; returns the rows copied per table."""
+    found = tables(source)
+    if int(target.db.execute("SELECT COUNT(*) FROM incidents").fetchone()[0]):
+        raise CopyError(f"{target.path} already holds incidents; migrate into an empty "
+                        "database (a new one, or drop onwatch's tables first)")
+    for sql in found.values():  # the main tables exist already: IF NOT EXISTS
+        target.create_tables(sql)
+    copied: dict[str, int] = {}
+    with target.tx():
+        for table in found:
+            cols = _columns(source, table)
+            names = ", ".join(f'"{c}"' for c in cols)
+            marks = ", ".join("?" * len(cols))
+            target.db.execute(f'DELETE FROM "{table}"')  # empty, or made empty by the schema
+            copied[table] = 0
+            for rows in _batches(source, table, cols):
+                target.db.executemany(f'INSERT INTO "{table}" ({names}) VALUES ({marks})', rows)
+                copied[table] += len(rows)
+        _move_sequences(target, list(found))
+    return copied
+
+
+def _move_sequences(target: PgStore, names: list[str]) -> None:
+    """Identity columns continue after the copied ids (an explicit id does not move them)."""
+    rows = target.db.execute(
+        "SELECT table_name, column_name FROM information_schema.columns WHERE "
+        "is_identity = 'YES' AND table_schema = current_schema()").fetchall()
+    for table, column in rows:
+        if table in names:
+            target.db.execute(
+                f"SELECT setval(pg_get_serial_sequence(?, ?), "
+                f'(SELECT COALESCE(MAX("{column}"), 0) + 1 FROM "{table}"), false)',
+                (table, column))
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -26,7 +111,6 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
     from agent import cli
     from agent.store.base import StoreError, is_postgresql, redact
-    from agent.store.copy import CopyError, copy_all, counts
     from agent.store.lock import LockHeld, StateLock
     from agent.store.pg import PgStore
     from agent.store.sqlite import SqliteStore

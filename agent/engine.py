@@ -30,9 +30,7 @@ from agent.config import CheckConfig, Config
 from agent.detect.maintenance import MaintenanceWindow
 from agent.detect.outage import Health
 from agent.detect.pipeline import CheckSignal, Held, OutageChange
-from agent.engine_actions import PreventionActions
-from agent.engine_lead import Leading
-from agent.engine_maintenance import MaintenanceWindows
+from agent.engine_actions import MaintenanceWindows, PreventionActions
 from agent.errors import ActionError, Conflict, Invalid, NotFound
 from agent.escalation import EscalationState, Page
 from agent.incidents import Incident, State, TimelineEntry, Transition
@@ -40,7 +38,7 @@ from agent.intake import AlertEvent
 from agent.metrics import Metrics
 from agent.pending import RETRY_S, PendingWrites
 from agent.policy import EscalationStep, Policy, Route
-from agent.relay import Relay, relayable
+from agent.relay import Leading, Relay, relayable
 from agent.store.base import Store
 from agent.store.records import OutboxMessage
 from agent.vocab import PAGING_EVENTS, Change, Entry, IncidentKind, Severity, Via

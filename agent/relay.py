@@ -20,6 +20,16 @@ leader answers in WAIT_S, the row stays due (the next leader applies it) and
 the caller hears so (`Conflict`).
 
 Rows are kept a day for the record, then pruned by the leader.
+
+`Leading` is the engine's side of leadership (a part of the engine):
+`lead(True)` reloads open incidents and their escalation state from the store
+(the start-up path, `Engine.restore`) and acts on what the runner saw while
+standing by; `lead(False)` drops them with the writes still pending in memory
+(the new leader stored or owns all of it). `_flush` writes what is pending and
+turns a `Fenced` refusal (another instance leads) into standing by -- never
+into a page sent from memory, as a refused write is. `read_or_none` lets a
+read the store refuses (a database down) find nothing, so that detection and
+paging go on from memory.
 """
 
 from __future__ import annotations
@@ -34,11 +44,13 @@ from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, Protocol, TypeVar
 import structlog
 
 from agent.errors import ActionError, Conflict, Invalid, NotFound
+from agent.metrics import Metrics
+from agent.pending import PendingWrites
+from agent.store.base import Fenced, Store
 from agent.vocab import Severity, Via
 
 if TYPE_CHECKING:
     from agent.engine import Engine
-    from agent.store.base import Store
 
 log = structlog.get_logger(__name__)
 
@@ -70,6 +82,7 @@ class Relaying(Protocol):
 
 P = ParamSpec("P")
 R = TypeVar("R")
+T = TypeVar("T")
 E = TypeVar("E", bound=Relaying)
 
 
@@ -151,3 +164,40 @@ def apply_due(engine: Engine, store: Store) -> int:
             store.db.execute("DELETE FROM relayed WHERE status != 'due' AND created_at < ?",
                              (time.time() - KEEP_S,))
     return len(rows)
+
+
+class Leading:
+    store: Store
+    metrics: Metrics
+    leading: bool
+    pending: PendingWrites
+    on_fenced: Callable[[str], None]
+    #: Wired by the daemon: Runner.catch_up (what this instance saw while standing by).
+    after_takeover: Callable[[], None] = staticmethod(lambda: None)
+
+    def restore(self) -> None:
+        raise NotImplementedError
+
+    def lead(self, leading: bool) -> None:
+        """Lead (reload open incidents from the store, as at start) or stand by (drop them)."""
+        self.leading = leading
+        if not leading:  # the new leader stored or owns all of it
+            self.pending = PendingWrites(self.metrics.store_errors.inc)
+        self.restore()
+        if leading:
+            self.after_takeover()
+
+    def read_or_none(self, read: Callable[[], T]) -> T | None:
+        """A read the store refuses (a database down) finds nothing: paging goes on."""
+        try:
+            return read()
+        except self.store.errors:
+            return None
+
+    def _flush(self, now: float) -> bool:
+        try:
+            return self.pending.flush(self.store, now)
+        except Fenced as exc:  # never kept for later, never sent from memory
+            log.warning("write_fenced", reason=str(exc))
+            self.on_fenced(str(exc))
+            return False

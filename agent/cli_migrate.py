@@ -5,7 +5,7 @@ empty PostgreSQL database (the schema is made there). The agent must be
 stopped: the command takes the state directory's lock (agent/store/lock.py)
 for the whole copy, so an agent cannot start meanwhile either, and refuses
 when a running agent holds it. Every table is copied in one transaction
-(agent/store/copy.py), then the rows are counted on both sides; any
+(see "How" below), then the rows are counted on both sides; any
 difference is an error naming the table. The SQLite file is never changed.
 
 How: every table of the SQLite file -- the main ones and those other modules

@@ -1,4 +1,4 @@
-"""Taking over (agent/engine_lead.py, Runner.catch_up), in process on both stores.
+"""Taking over (agent/relay.py Leading, Runner.catch_up), in process on both stores.
 
 A standby runs checks but opens nothing. When it becomes the leader it reloads
 open incidents from the store, and what it saw meanwhile that the store does

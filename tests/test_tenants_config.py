@@ -11,6 +11,7 @@ import pytest
 
 from agent import config, escalation, incidents, tenancy
 from agent.calendar import in_business_hours
+from agent.storm import StormGate, StormPolicy
 from agent.vocab import Severity
 
 MAIN = """
@@ -205,3 +206,23 @@ def test_each_tenant_pages_by_its_own_business_hours(tmp_path: Path) -> None:
     bravo_hours, acme_hours = (tenancy.escalation(cfg, t).hours for t in ("bravo", "acme"))
     assert bravo_hours is not None and acme_hours is not None
     assert in_business_hours(bravo_hours, later) and not in_business_hours(acme_hours, later)
+
+
+def test_a_tenant_pages_its_own_people_only(tmp_path: Path) -> None:
+    """Storm bundling and its rate limit are kept per recipient, and a client's policies
+    can only name the client's own people: so they apply per tenant, and a storm at one
+    client never holds or bundles another's pages."""
+    main = MAIN.replace('{ notify = ["night"], when = "outside_business_hours" }',
+                        '{ notify = ["staff", "role:bravo.oncall"] }')
+    problems = _problems(_write(tmp_path, main))
+    assert 'tenants[0] "acme": policies[0] "std": steps[1]: notify: no contact or role named ' \
+           '"staff"' in problems
+    assert any('no contact or role named "role:bravo.oncall"' in p for p in problems)
+    cfg = config.load(_write(tmp_path))
+    gate = StormGate(StormPolicy(threshold=2, window=60.0, interval=60.0))
+    for at in (0.0, 1.0):
+        gate.sent("acme.ana", at)
+    assert gate.decide("acme.ana", 1, 2.0)[0] == "hold"  # Acme's person is in a storm
+    bravo_people = {t for s in cfg.escalation.policies["bravo.std"].steps for t in s.notify}
+    assert all(tenancy.of_name(cfg, t.removeprefix("role:")) == "bravo" for t in bravo_people)
+    assert gate.decide("bravo.bob", 1, 2.0)[0] == "each"  # Bravo's pages go out one by one

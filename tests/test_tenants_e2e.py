@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 import aiohttp
 import pytest
 
+from agent.cli_parser import EXIT_USAGE
 from agent.policy import WEEKDAYS
 from tests import console_env as env
 from tests.console_env import Browser
@@ -233,3 +234,35 @@ async def test_each_clients_status_page_shows_its_components_only(running: Setup
     provider = json.loads((await _get(base + "/status.json"))[1])
     assert provider["components"] == [] and provider["incidents"] == []
     assert (await _get(base + "/status/nobody"))[0] == 404
+
+
+async def test_review_of_one_client(running: Setup) -> None:
+    await wait_for(lambda: len({m["_path"] for m in running.receiver.messages}) >= 2, 15,
+                   "both clients paged")
+
+    async def review(*args: str) -> dict[str, Any]:
+        done = await running.agent.cli("review", "--format", "json", *args)
+        assert done.returncode == 0, done.stderr
+        doc: dict[str, Any] = json.loads(done.stdout)
+        return doc
+
+    async def paged(*args: str) -> Any:
+        doc = await review(*args)
+        return doc["people"] and doc
+
+    acme = await wait_for(lambda: paged("--tenant", "acme"), 15, "Acme's page in the store")
+    assert acme["tenant"] == "acme" and acme["incidents"] == 1
+    assert [c["check"] for c in acme["checks"]] == ["acme.shop"]
+    assert [(p["contact"], p["pages"], p["outside_hours"]) for p in acme["people"]] == [
+        ("acme.ana", 1, 0)]
+    bravo = await wait_for(lambda: paged("--tenant", "bravo"), 15, "Bravo's page")
+    assert [c["check"] for c in bravo["checks"]] == ["bravo.shop"]
+    # Bravo's night person was paged outside Bravo's business hours (by its own clock).
+    assert [(p["contact"], p["pages"], p["outside_hours"]) for p in bravo["people"]] == [
+        ("bravo.night", 1, 1)]
+    everything = await review()
+    assert everything["incidents"] == 2 and everything["tenant"] == ""
+    assert {c["check"] for c in everything["checks"]} == {"acme.shop", "bravo.shop"}
+    bad = await running.agent.cli("review", "--tenant", "nobody")
+    assert bad.returncode == EXIT_USAGE
+    assert "no tenant 'nobody'" in bad.stderr and "known: acme, bravo" in bad.stderr

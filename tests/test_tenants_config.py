@@ -226,3 +226,25 @@ def test_a_tenant_pages_its_own_people_only(tmp_path: Path) -> None:
     bravo_people = {t for s in cfg.escalation.policies["bravo.std"].steps for t in s.notify}
     assert all(tenancy.of_name(cfg, t.removeprefix("role:")) == "bravo" for t in bravo_people)
     assert gate.decide("bravo.bob", 1, 2.0)[0] == "each"  # Bravo's pages go out one by one
+
+
+def test_the_examples_validate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """config.example.toml with its [[tenants]] block uncommented and
+    deploy/clients.example/*.toml included: a provider's layout that loads."""
+    monkeypatch.setenv("SMTP_PASSWORD", "example")  # the example's mail URL reads it
+    import re
+
+    from tests.support import ROOT
+
+    text = (ROOT / "config.example.toml").read_text()
+    block = re.search(r"# --- a tenant.*?\n(.*?)# --- end of a tenant", text, re.S)
+    assert block is not None
+    tenant = "\n".join(line.removeprefix("# ") for line in block[1].splitlines())
+    pattern = str(ROOT / "deploy" / "clients.example" / "*.toml")
+    text = text.replace("include = []", f"include = [{pattern!r}]", 1) + "\n" + tenant
+    path = tmp_path / "onwatch.toml"
+    path.write_text(text)
+    cfg = config.load(path)
+    assert sorted(cfg.tenants) == ["acme", "bravo"]
+    assert cfg.check("acme.shop") is not None and cfg.check("bravo.till") is not None
+    assert cfg.tenants["acme"].host == "status.acme.example"

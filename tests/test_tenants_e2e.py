@@ -234,6 +234,14 @@ async def test_each_clients_status_page_shows_its_components_only(running: Setup
     provider = json.loads((await _get(base + "/status.json"))[1])
     assert provider["components"] == [] and provider["incidents"] == []
     assert (await _get(base + "/status/nobody"))[0] == 404
+    # A person's own words go on the client's page (and nowhere else).
+    status, body = await _api(running.agent, TOKEN, f"/api/v1/incidents/{acme_id}/public",
+                              {"text": "Ovens back by noon"})
+    assert status == 201 and body["url"].endswith(f"/status/acme/incidents/{acme_id}")
+    acme_page = (await _get(base + "/status/acme/status.json"))[1]
+    assert "Ovens back by noon" in acme_page
+    for other in ("/status/bravo/status.json", "/status.json"):
+        assert "Ovens" not in (await _get(base + other))[1]
 
 
 async def test_review_of_one_client(running: Setup) -> None:

@@ -103,7 +103,7 @@ async def incident_page(request: web.Request) -> web.StreamResponse:
     messages = [{"m": m, "dead": _channels(m.dead_channels), "results": results.get(m.id, [])}
                 for m in store.messages(inc.id)]
     public = (console.site is not None and inc.is_open
-              and bool(console.site.publisher.components_of(inc)))
+              and bool(console.site.of(inc).publisher.components_of(inc)))
     return page(request, "console/incident.html", title=f"Incident #{inc.id}",
                 s=summary(console, inc, timeline), timeline=timeline, messages=messages,
                 actions=store.actions(incident_id=inc.id), snoozes=SNOOZES, public=public,
@@ -147,7 +147,9 @@ async def act(request: web.Request) -> web.StreamResponse:
         elif action == "public":
             if console.site is None:
                 return refuse(request, "There is no status page to post on.", 404)
-            console.site.publisher.post_update(incident_id, _field(form, "text", True), who,
+            found = console.engine.store.incident(incident_id)
+            site = console.site.of(found) if found is not None else console.site
+            site.publisher.post_update(incident_id, _field(form, "text", True), who,
                                                via=Via.CONSOLE)
         else:
             return refuse(request, "There is no such action.", 404)

@@ -99,11 +99,14 @@ async def api_public_update(request: web.Request) -> web.Response:
     by = person if isinstance(person, str) else by
     incident_id = int(request.match_info["id"])
     try:
+        found = site.engine.store.incident(incident_id)
+        site = site.of(found) if found is not None else site  # a client's page for its own
         nid = site.publisher.post_update(incident_id, text, by.strip() or "api")
     except NoticeError as exc:
         return _error(str(exc), 404 if str(exc).startswith("no incident") else 400)
     return web.json_response({"incident": incident_id, "notice": nid,
-                              "url": f"{site.public_url}/incidents/{incident_id}"}, status=201)
+                              "url": f"{site.public_url}{site.root}/incidents/{incident_id}"},
+                             status=201)
 
 
 Handler = Callable[[CheckConfig, CheckResult, float], bool]

@@ -21,9 +21,11 @@ from dataclasses import dataclass
 
 import structlog
 
+from agent import tenancy
 from agent.config import Config
 from agent.detect.maintenance import MaintenanceWindow
 from agent.engine import Engine
+from agent.incidents import Incident
 from agent.status import view as viewmod
 from agent.status.notices import Publisher
 from agent.status.subscriptions import CONFIRM_TTL, Subscriptions
@@ -66,6 +68,8 @@ class Site:
         #: A tenant's page (pages/tenant_sites.py) answers on this Host header too.
         self.host: str | None = None
         self.tenant = ""
+        #: Where its pages are under the public listener ("/status/<tenant>" for a tenant's).
+        self.root = ""
         #: On the provider's site: each tenant's, by name (/status/<name>).
         self.tenant_sites: dict[str, Site] = {}
 
@@ -109,6 +113,10 @@ class Site:
         return viewmod.build(self.status, self.tz, incidents=incidents, notices=notices,
                              bars=self._bars[2], windows=self.windows(now), tags=self._tags,
                              now=now)
+
+    def of(self, inc: Incident) -> Site:
+        """The page an incident is told on: its tenant's (pages/tenant_sites.py), or this."""
+        return self.tenant_sites.get(tenancy.of_incident(self.config, inc), self)
 
     def _ours(self, slugs: tuple[str, ...], mine: set[str]) -> bool:
         if mine.intersection(slugs):

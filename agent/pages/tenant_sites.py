@@ -45,6 +45,7 @@ def build(config: Config, engine: Engine, store: StatusStore, link_key: bytes,
         publisher.status = tenant.status
         site = Site(config, engine, store, publisher, subscriptions, rollup, clock)
         site.status, site.tz, site.host, site.tenant = tenant.status, tenant.tz, tenant.host, name
+        site.root = f"/status/{name}"
         site.logo = None
         if tenant.status.logo is not None:
             with contextlib.suppress(OSError):  # validated at load; gone since: no logo

@@ -8,10 +8,13 @@ Run (from the repository root; ~2 min per mode with the defaults, ~10 min for ki
     python3 benchmarks/throughput.py --mode tcp             # + the paced http reference
     python3 benchmarks/throughput.py --mode kinds mixed     # per kind, then the mix
     python3 benchmarks/throughput.py --mode kinds --kinds tcp,dns --duration 20
+    python3 benchmarks/throughput.py --mode growth [--baseline]  # 100 .. 10,000 checks
 
---mode takes one or more modes, run in the order given ("all" = paced saturated
-lateness). The flags --duration, --warmup, --checks, --interval and --concurrency
-override every mode run.
+--mode growth (first, alone) runs benchmarks/growth.py with the flags that follow
+(issue 19: RSS, scrape cost and lateness from 100 to 10,000 checks; see its
+docstring). Otherwise --mode takes one or more modes, run in the order given
+("all" = paced saturated lateness). The flags --duration, --warmup, --checks,
+--interval and --concurrency override every mode run.
 
 What happens per mode: a target server (benchmarks/target_server.py, a separate
 process on 127.0.0.1) and `python3 -m agent run --config <generated toml>` are
@@ -753,8 +756,15 @@ def run_kinds(args: argparse.Namespace, overrides: dict[str, Any]
 
 
 def main() -> int:
+    argv = sys.argv[1:]
+    if argv[:2] == ["--mode", "growth"]:  # benchmarks/growth.py, with its own flags
+        sys.path.insert(0, str(HERE))
+        import growth
+
+        return growth.main(argv[2:])
     ap = argparse.ArgumentParser(description="Throughput benchmark of the onwatch agent "
-                                 "(see the module docstring).")
+                                 "(see the module docstring; --mode growth [growth.py flags] "
+                                 "runs benchmarks/growth.py).")
     ap.add_argument("--mode", nargs="+", choices=(*MODES, *KIND_MODES, "kinds", "all"),
                     default=["all"], help="one or more, run in this order; all = paced "
                     "saturated lateness (default all)")

@@ -302,7 +302,7 @@ async def test_shipped_rules_and_dashboard_against_a_real_agent(tmp_path: Path) 
 
 async def test_promtool_accepts_the_rules_and_the_agents_metrics(tmp_path: Path) -> None:
     code, out = await promstack.promtool("check", "rules", str(RULES))
-    assert code == 0 and "SUCCESS: 8 rules found" in out, out
+    assert code == 0 and "SUCCESS: 9 rules found" in out, out
     # Each rule fires on the series that mean trouble and not on a healthy agent's.
     code, out = await promstack.promtool("test", "rules", str(RULE_TESTS))
     assert code == 0 and "SUCCESS" in out, out

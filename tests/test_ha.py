@@ -200,6 +200,22 @@ async def test_an_ack_through_the_standby_stops_the_leaders_next_step(tmp_path: 
         await asyncio.sleep(max(0.0, due + 1.5 - time.time()))  # past step 2's due time
         assert to(receiver, "owner") == []
         assert await role(a) == "leader"
+        # The API on the standby: a note, then the resolution, applied by the leader.
+        token = (tmp_path / "b" / "state" / "api.token").read_text().strip()
+        auth = {"Authorization": f"Bearer {token}"}
+        async with aiohttp.ClientSession(headers=auth) as s:
+            async with s.post(f"{b.base_url}/api/v1/incidents/1/notes",
+                              json={"text": "router rebooted", "by": "bob"}) as r:
+                assert r.status == 200, await r.text()
+            async with s.post(f"{b.base_url}/api/v1/incidents/1/resolve",
+                              json={"by": "bob", "cause": "router", "fix": "reboot"}) as r:
+                assert r.status == 200, await r.text()
+                assert (await r.json())["state"] == "resolved"
+            async with s.post(f"{b.base_url}/api/v1/incidents/1/ack", json={"by": "x"}) as r:
+                assert r.status == 409  # the leader's refusal, with its message
+                assert "already resolved" in (await r.json())["error"]
+        notes = sql(pg_url, "SELECT actor, message FROM timeline WHERE kind = 'note'")
+        assert ("bob", "router rebooted") in notes
     finally:
         await a.stop()
         await b.stop()

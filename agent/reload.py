@@ -19,7 +19,8 @@ loop. Then:
   policy at each step, so a changed policy applies from the next step.
   Settings only read at start (listen address, state directory, the
   concurrency cap, log level, retention, heartbeat, and the [web] and
-  [status] sections: the public listener and the status page) are logged as
+  [status] sections, and each tenant's [status]: the public listener and the
+  status pages) are logged as
   needing a restart (`config_reload_needs_restart`) and keep their running
   values.
 
@@ -79,8 +80,11 @@ def diff(old: Config, new: Config) -> Changes:
     restart += tuple(name for name in SECTIONS_AT_START
                      if getattr(old, name) != getattr(new, name))
     other = tuple(name for name in ("contacts", "escalation", "delivery", "templates",
-                                    "maintenance")
+                                    "maintenance", "tenants")
                   if getattr(old, name) != getattr(new, name))
+    # A client's status page is built at start, like the provider's (pages/tenant_sites.py).
+    pages = [{n: (t.status, t.host) for n, t in c.tenants.items()} for c in (old, new)]
+    restart += ("tenants.status",) if pages[0] != pages[1] else ()
     return Changes(
         added=tuple(n for n in after if n not in before),
         removed=tuple(n for n in before if n not in after),

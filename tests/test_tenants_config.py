@@ -248,3 +248,16 @@ def test_the_examples_validate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert sorted(cfg.tenants) == ["acme", "bravo"]
     assert cfg.check("acme.shop") is not None and cfg.check("bravo.till") is not None
     assert cfg.tenants["acme"].host == "status.acme.example"
+
+
+def test_a_reload_that_changes_a_client(tmp_path: Path) -> None:
+    from agent import reload
+
+    old = config.load(_write(tmp_path))
+    new = config.load(_write(tmp_path, bravo=BRAVO.replace('title = "Bravo Ltd"',
+                                                           'title = "Bravo Limited"')))
+    changes = reload.diff(old, new)
+    assert "tenants" in changes.other and changes.needs_restart == ("tenants.status",)
+    added = config.load(_write(tmp_path, bravo=BRAVO + '\n[[checks]]\nname = "till"\n'
+                               'type = "tcp"\nhost = "127.0.0.1"\nport = 9\n'))
+    assert reload.diff(old, added).added == ("bravo.till",)

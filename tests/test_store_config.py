@@ -61,3 +61,20 @@ def test_a_store_that_is_no_postgresql_url_is_an_error_without_its_secret(
     text = str(err.value)
     assert "agent: store: must be a PostgreSQL URL" in text
     assert "topsecret" not in text and "mysql://root:***@db/onwatch" in text
+
+
+def test_an_agent_that_cannot_reach_its_database_says_so_without_the_password(
+        tmp_path: Path) -> None:
+    from agent.store.sqlite import SqliteStore
+    from tests.support import onwatch
+
+    SqliteStore.open(tmp_path / "state").close()  # what migrate copies from
+    (tmp_path / "db.url").write_text("postgresql://onwatch:hunter2-secret@127.0.0.1:1/x\n")
+    cfg = _write(tmp_path, 'store_file = "db.url"')
+    for args in (("run",), ("incidents",),
+                 ("migrate", "--to", "postgresql://u:pw2@127.0.0.1:1/x")):
+        done = onwatch(*args, "--config", str(cfg))
+        out = done.stdout + done.stderr
+        assert done.returncode in (1, 2), out
+        assert "hunter2" not in out and "pw2" not in out, out
+        assert "***@127.0.0.1:1" in out and "cannot be used" in out, out

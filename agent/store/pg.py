@@ -133,9 +133,9 @@ class PgStore(SqlStore):
                                   open=False, name=name)
             pool.open(wait=True, timeout=CONNECT_TIMEOUT_S + 1)
         except psycopg.Error as exc:
-            raise StoreError(f"the PostgreSQL store {where} cannot be used: "
-                             f"{redact(str(exc)).strip()}; check [agent] store and that the "
-                             "server is running") from None
+            why = " ".join(redact(str(exc)).split())  # one line, whatever libpq wrote
+            raise StoreError(f"the PostgreSQL store {where} cannot be used: {why}; check "
+                             "[agent] store and that the server is running") from None
         except migrations.NewerStore as exc:
             raise StoreError(str(exc)) from None
         return cls(pool, url)

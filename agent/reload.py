@@ -82,7 +82,7 @@ def diff(old: Config, new: Config) -> Changes:
     other = tuple(name for name in ("contacts", "escalation", "delivery", "templates",
                                     "maintenance", "tenants")
                   if getattr(old, name) != getattr(new, name))
-    # A client's status page is built at start, like the provider's (pages/tenant_sites.py).
+    # A client's status page is built at start, like the provider's (pages/status_routes.py).
     pages = [{n: (t.status, t.host) for n, t in c.tenants.items()} for c in (old, new)]
     restart += ("tenants.status",) if pages[0] != pages[1] else ()
     return Changes(

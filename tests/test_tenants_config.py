@@ -83,6 +83,9 @@ steps = [{ notify = ["role:oncall"], when = "business_hours" },
          { notify = ["night"], when = "outside_business_hours" }]
 [defaults]
 policy = "std"
+[[routes]]
+severity = "low"
+policy = "std"
 [[checks]]
 name = "shop"
 type = "tcp"
@@ -121,6 +124,8 @@ def test_tenants_from_tables_and_included_files(tmp_path: Path) -> None:
     steps = cfg.escalation.policies["bravo.std"].steps
     assert steps[0].notify == ("role:bravo.oncall",) and steps[1].notify == ("bravo.night",)
     assert cfg.escalation.roles["bravo.oncall"].contacts == ("bravo.bob",)
+    assert [(r.severity, r.policy) for r in bravo.escalation.routes] == [("low", "bravo.std")]
+    assert cfg.escalation.routes == ()  # a client's routes are its own incidents' only
     assert set(cfg.contacts) == {"staff", "acme.ana", "acme.night", "bravo.bob", "bravo.night"}
     acme = cfg.tenants["acme"]
     assert acme.title == "Acme Bakery" and acme.host == "status.acme.example"

@@ -37,7 +37,7 @@ from agent import api, console, probe_intake
 from agent import web as webmod
 from agent.config import CheckConfig, Config
 from agent.console import Console
-from agent.pages import status_routes, subscribe_routes, tenant_sites
+from agent.pages import status_routes, subscribe_routes
 from agent.pages.site import Site
 from agent.probe_intake import ProbeHub
 from agent.runner import Runner
@@ -123,8 +123,8 @@ class StatusService:
         self.rollup = Rollup(self.store, config.agent.tz)
         self.site = Site(config, engine, self.store, self.publisher, self.subscriptions,
                          self.rollup, clock)
-        self.site.tenant_sites = tenant_sites.build(config, engine, self.store, link_key, clock,
-                                                    self.subscriptions, self.rollup)
+        self.site.tenant_sites = status_routes.tenant_sites(
+            config, engine, self.store, link_key, clock, self.subscriptions, self.rollup)
         self._record = recorder(self.rollup, runner.health, self.site.windows, clock)
         engine.hooks.append(self.publisher.on_incident)
         self.mailer = (Mailer(self.store, config.status.email, config.delivery,

@@ -65,7 +65,7 @@ class Site:
         self._cache: dict[str, _Entry] = {}
         self._bars: tuple[int, str, viewmod.Bars] | None = None
         self._tags = {c.name: c.tags for c in config.checks}
-        #: A tenant's page (pages/tenant_sites.py) answers on this Host header too.
+        #: A tenant's page (pages/status_routes.py) answers on this Host header too.
         self.host: str | None = None
         self.tenant = ""
         #: Where its pages are under the public listener ("/status/<tenant>" for a tenant's).
@@ -115,7 +115,7 @@ class Site:
                              now=now)
 
     def of(self, inc: Incident) -> Site:
-        """The page an incident is told on: its tenant's (pages/tenant_sites.py), or this."""
+        """The page an incident is told on: its tenant's (pages/status_routes.py), or this."""
         return self.tenant_sites.get(tenancy.of_incident(self.config, inc), self)
 
     def _ours(self, slugs: tuple[str, ...], mine: set[str]) -> bool:

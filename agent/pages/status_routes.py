@@ -7,21 +7,45 @@ site's ttl: a thousand requests a second render the page about once.
 
 /status.json is a stable, documented schema (docs/status-json.md): fields
 are only ever added; `schema_version` changes if one ever has to change.
+
+Each tenant's own status page (its components only, at /status/<name> and on its
+host): a tenant's page is a `Site` (pages/site.py) of its own, with the
+tenant's `[status]` (title, components), its time zone, and a `Publisher`
+of its own that writes public notices for its components' incidents, so
+every surface of the page (HTML, status.json, the feed, badges) is built the
+same way as the provider's and from nothing but its own components and
+notices. Component slugs are `<tenant>--<slug>` (agent/config_tenants.py),
+so notices in the one shared table say whose they are; each site shows only
+notices naming one of its own components, and the provider's page none of a
+tenant's. Uptime comes from the shared rollup (recorded per check already).
+
+A request reaches a tenant's page by path (`/status/acme`, `/status/acme/
+incidents`, ...: `root` is that prefix in every link) or by its Host header
+(`[status] host = "status.acme.example"`: the page at `/`, `root` is "").
+Subscriptions by e-mail are the provider's page's only.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
 
 from agent import pages
+from agent.config import Config
 from agent.config_status import LOGO_TYPES
-from agent.pages import tenant_sites
+from agent.engine import Engine
+from agent.fields import split_host_port
 from agent.pages.site import Site
+from agent.status.notices import Publisher
+from agent.status.subscriptions import Subscriptions
+from agent.status.uptime import Rollup
 from agent.status.view import ComponentView, StatusView, iso
+from agent.store.status import StatusStore
 from agent.vocab import ComponentState
 
 SITE_KEY = web.AppKey("status_site", Site)
@@ -48,7 +72,7 @@ def add_routes(app: web.Application, site: Site) -> None:
     app.router.add_get("/feed.atom", feed)
     app.router.add_get("/badge/{slug}.svg", badge)
     app.router.add_get("/logo", logo)
-    # Each tenant's page (pages/tenant_sites.py): the same routes under /status/<name>.
+    # Each tenant's page (below): the same routes under /status/<name>.
     tenant = "/status/{tenant:[A-Za-z0-9_-]{1,32}}"
     app.router.add_get(tenant, page)
     app.router.add_get(tenant + "/incidents", incidents_page)
@@ -61,7 +85,7 @@ def add_routes(app: web.Application, site: Site) -> None:
 
 def _resolve(request: web.Request) -> tuple[Site, str]:
     """The page asked for (the provider's, or a tenant's by path or host) and its links' root."""
-    found = tenant_sites.site_for(request, request.app[SITE_KEY])
+    found = site_for(request, request.app[SITE_KEY])
     if found is None:
         raise web.HTTPNotFound(text="no such status page")
     return found
@@ -223,3 +247,45 @@ async def logo(request: web.Request) -> web.Response:
         return web.Response(status=404, text="no logo configured")
     kind = LOGO_TYPES[site.status.logo.suffix.lower()]
     return pages.respond(site.logo, content_type=kind, cache="public, max-age=86400")
+
+
+# -- each tenant's page ------------------------------------------------------------
+
+
+def tenant_sites(config: Config, engine: Engine, store: StatusStore, link_key: bytes,
+          clock: Callable[[], float], subscriptions: Subscriptions, rollup: Rollup
+          ) -> dict[str, Site]:
+    """One site per tenant with status components; their publishers hooked to the engine."""
+    out: dict[str, Site] = {}
+    for name, tenant in config.tenants.items():
+        if not tenant.status.components:
+            continue
+        publisher = Publisher(config, store, link_key, clock)
+        publisher.status = tenant.status
+        site = Site(config, engine, store, publisher, subscriptions, rollup, clock)
+        site.status, site.tz, site.host, site.tenant = tenant.status, tenant.tz, tenant.host, name
+        site.root = f"/status/{name}"
+        site.logo = None
+        if tenant.status.logo is not None:
+            with contextlib.suppress(OSError):  # validated at load; gone since: no logo
+                site.logo = tenant.status.logo.read_bytes()
+        engine.hooks.append(publisher.on_incident)
+        out[name] = site
+    return out
+
+
+def site_for(request: web.Request, provider: Site) -> tuple[Site, str] | None:
+    """The site a request is for and the prefix of its links: a tenant's by path (prefix
+    /status/<name>) or by Host header (prefix ""), else the provider's; None for a path
+    naming no tenant with a page."""
+    name = request.match_info.get("tenant")
+    if name is not None:
+        found = provider.tenant_sites.get(name)
+        return (found, f"/status/{name}") if found is not None else None
+    given = (request.host or "").lower()
+    hp = split_host_port(given)
+    host = hp[0] if hp is not None else given
+    for site in provider.tenant_sites.values():
+        if site.host is not None and site.host == host:
+            return site, ""
+    return provider, ""

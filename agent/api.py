@@ -152,10 +152,11 @@ async def _require_token(request: web.Request, handler: Any) -> web.StreamRespon
                 {"error": "missing or wrong bearer token (see [agent] api_token)"}, status=401,
                 headers={"WWW-Authenticate": "Bearer"})
         # A client's person reaches that client's incidents only: any other is not there.
-        scope, found = _scope(request), re.match(r"/api/v1/incidents/(\d{1,12})", request.path)
+        scope = _scope(request)
+        found = re.match(r"/api/v1/incidents/(\d+)(?:/|$)", request.path)
         engine = request.app[ENGINE_KEY]
         if scope is not None and found is not None:
-            inc = engine.store.incident(int(found[1]))
+            inc = engine.store.incident(int(found[1])) if len(found[1]) <= 18 else None
             if inc is None or not tenancy.sees(engine.config, scope, inc):
                 return web.json_response({"error": "no such incident"}, status=404)
     resp: web.StreamResponse = await handler(request)

@@ -126,7 +126,7 @@ async def inbox_post(request: web.Request) -> web.Response:
     """
     try:
         payload = await request.json()
-    except ValueError:
+    except (ValueError, RecursionError):  # a body nested thousands deep is not a page
         return web.json_response({"error": "expected the JSON body Apprise sends"}, status=400)
     if not isinstance(payload, dict):
         return web.json_response({"error": "expected a JSON object"}, status=400)

@@ -103,3 +103,15 @@ def test_tables_of_other_modules_are_made_on_both_stores(store_opener: Opener) -
     row = store.db.execute("SELECT * FROM extra WHERE id = ?", (first,)).fetchone()
     assert dict(row) == {"id": first, "at": 1.5e9 + 0.25, "note": "50%"}
     store.create_tables("CREATE TABLE IF NOT EXISTS extra (id INTEGER PRIMARY KEY);")  # again
+
+
+def test_remote_probe_keys_and_replays_on_both_stores(store_opener: Opener) -> None:
+    from agent.store.probes import ProbeStore
+
+    probes = ProbeStore(store_opener())
+    assert probes.add("branch-1", 10.0) == 1
+    assert probes.accept("branch-1", 5, 11.0) and not probes.accept("branch-1", 5, 12.0)
+    assert probes.revoke("branch-1", 13.0) and not probes.accept("branch-1", 6, 14.0)
+    assert probes.add("branch-1", 15.0) == 2  # a new key: accepted again
+    row = probes.get("branch-1")
+    assert row is not None and row.active and row.last_seq == 5 and row.last_seen == 11.0

@@ -95,6 +95,7 @@ class Leadership:
             conn = await self._connection()
             if self.leading and self.unconfirmed_since is None:
                 await conn.execute("SELECT 1")  # the ping that keeps the session (the lease)
+                self._relayed()  # also what a NOTIFY missed while reconnecting announced
                 return
             if time.monotonic() < self._not_before:
                 return

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from aiohttp import web
 
 from agent.config import CheckConfig
-from agent.console import checks, documents, guard, incidents, people, scope, signin
+from agent.console import checks, context, documents, guard, incidents, people, signin
 from agent.console.context import CONSOLE_KEY, Console, refuse
 from agent.console.latency import LatencyHistory
 from agent.pages.site import Site
@@ -50,7 +50,7 @@ def mount(app: web.Application, console: Console) -> None:
     app.middlewares.append(guard.middleware(
         lambda secret: console.auth.session(secret, console.engine.clock()),
         console.engine.link_key, console.public_url, refuse))
-    app.middlewares.append(scope.middleware())  # after the guard: it needs the person
+    app.middlewares.append(context.middleware())  # after the guard: it needs the person
     for module in (signin, incidents, documents, people, checks):
         module.add_routes(app)
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
-from agent.console import scope
+from agent.console import context
 from agent.console.context import CONSOLE_KEY, page, redirect, refuse
 from agent.console.guard import person
 from agent.console.latency import chart
@@ -41,7 +41,7 @@ async def checks_page(request: web.Request) -> web.StreamResponse:
     now, runner = console.engine.clock(), console.runner
     windows = (*console.engine.config.maintenance, *console.engine.runtime_windows(now))
     rows: list[dict[str, Any]] = []
-    for c in scope.checks(request):
+    for c in context.checks(request):
         last = console.latency.last.get(c.name)
         w = active_window(windows, c.name, c.tags, now)
         rows.append({"name": c.name, "type": c.type, "health": str(runner.health(c.name)),
@@ -57,12 +57,12 @@ async def maintenance_page(request: web.Request) -> web.StreamResponse:
     now, cfg = console.engine.clock(), console.engine.config
     runtime = console.engine.store.maintenance(now)
     configured = [w for w in cfg.maintenance if w.weekly is not None or (w.end or 0) > now]
-    mine = scope.checks(request)
-    if scope.scope(request) is not None:  # a client's own windows, by check (not tag)
-        runtime = [w for w in runtime if scope.window_mine(request, w["checks"], w["tags"])]
+    mine = context.checks(request)
+    if context.scope(request) is not None:  # a client's own windows, by check (not tag)
+        runtime = [w for w in runtime if context.window_mine(request, w["checks"], w["tags"])]
         configured = [w for w in configured if not w.tags and w.checks
-                      and all(scope.mine(request, n) for n in w.checks)]
-    tags = sorted({t for c in mine for t in c.tags}) if scope.scope(request) is None else []
+                      and all(context.mine(request, n) for n in w.checks)]
+    tags = sorted({t for c in mine for t in c.tags}) if context.scope(request) is None else []
     return page(request, "console/maintenance.html", title="Maintenance", runtime=runtime,
                 configured=configured, checks=[c.name for c in mine], tags=tags, now=now)
 
@@ -73,7 +73,7 @@ async def maintenance_start(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     checks = [v for v in form.getall("check", []) if isinstance(v, str) and v]
     tags = [v for v in form.getall("tag", []) if isinstance(v, str) and v]
-    if not scope.window_mine(request, checks, tags):
+    if not context.window_mine(request, checks, tags):
         return refuse(request, "Choose checks of your own (tags are the provider's).", 403)
     known, known_tags = {c.name for c in cfg.checks}, {t for c in cfg.checks for t in c.tags}
     unknown = [c for c in checks if c not in known] + [t for t in tags if t not in known_tags]

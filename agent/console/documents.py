@@ -16,7 +16,7 @@ from markupsafe import escape
 
 from agent import pages
 from agent.cli_report import report_context
-from agent.console import scope
+from agent.console import context
 from agent.console.context import CONSOLE_KEY, NO_INDEX, refuse
 from agent.fields import parse_duration
 from agent.report.document import Document, render_html
@@ -61,6 +61,6 @@ async def review_page(request: web.Request) -> web.StreamResponse:
     if back is None or not 0 < back <= MAX_PERIOD_S:
         return refuse(request, 'The period must be a duration like "30d" or "7d".', 400)
     now = engine.clock()
-    r, tz, title = scoped_review(cfg, engine.store, now - back, now, now, scope.scope(request))
+    r, tz, title = scoped_review(cfg, engine.store, now - back, now, now, context.scope(request))
     return _with_way_back(review_document(r, tz, business=title, now=now), "/console",
                           "Console")

@@ -24,7 +24,7 @@ from typing import Any
 
 from aiohttp import web
 
-from agent.console import scope
+from agent.console import context
 from agent.console.context import CONSOLE_KEY, Console, page, redirect, refuse
 from agent.console.guard import person
 from agent.errors import ActionError
@@ -67,11 +67,11 @@ def summary(console: Console, inc: Incident, timeline: Sequence[TimelineEntry] =
 async def overview(request: web.Request) -> web.StreamResponse:
     console = request.app[CONSOLE_KEY]
     store = console.engine.store
-    open_ = [summary(console, i) for i in scope.incidents(request, store.open_incidents())]
+    open_ = [summary(console, i) for i in context.incidents(request, store.open_incidents())]
     order = {"critical": 0, "high": 1, "low": 2}
     open_.sort(key=lambda s: (order.get(str(s["inc"].severity), 3), -s["inc"].opened_at))
-    recent = [summary(console, i) for i in scope.incidents(
-        request, store.incidents(limit=30 if scope.scope(request) is None else 500))
+    recent = [summary(console, i) for i in context.incidents(
+        request, store.incidents(limit=30 if context.scope(request) is None else 500))
         if not i.is_open][:10]
     return page(request, "console/overview.html", title="Incidents", open=open_, recent=recent,
                 snoozes=SNOOZES, public=console.site is not None)
@@ -108,7 +108,7 @@ async def incident_page(request: web.Request) -> web.StreamResponse:
                 s=summary(console, inc, timeline), timeline=timeline, messages=messages,
                 actions=store.actions(incident_id=inc.id), snoozes=SNOOZES, public=public,
                 contacts=sorted(c for c in console.engine.config.contacts
-                                if scope.mine(request, c)))
+                                if context.mine(request, c)))
 
 
 def _field(form: Any, name: str, required: bool = False) -> str:

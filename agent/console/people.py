@@ -24,7 +24,7 @@ from icalendar import Calendar, Event
 
 from agent import links, pages
 from agent.calendar import on_call
-from agent.console import scope
+from agent.console import context
 from agent.console.context import CONSOLE_KEY, Console, page, refuse
 from agent.policy import Role, Rotation
 
@@ -74,9 +74,9 @@ async def on_call_page(request: web.Request) -> web.StreamResponse:
     console = request.app[CONSOLE_KEY]
     now, key = console.engine.clock(), console.engine.link_key
     feeds = [(name, console.public_url() + feed_path(key, name))
-             for name in sorted(console.engine.config.contacts) if scope.mine(request, name)]
+             for name in sorted(console.engine.config.contacts) if context.mine(request, name)]
     roles = [r for r in console.engine.config.escalation.roles.values()
-             if scope.mine(request, r.name)]
+             if context.mine(request, r.name)]
     return page(request, "console/on_call.html", title="On call",
                 roles=roles_now(console, now, roles), feeds=feeds)
 

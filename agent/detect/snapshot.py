@@ -5,7 +5,8 @@ Contract:
     load_slots(fresh, data, FORMAT, params, names)   # fills `fresh`, or SnapshotError
 
 A detector (`Baseline`, `ErrorRate`) keeps its learned state in fixed
-`__slots__` of floats, ints, bools and fixed-length lists of them; a snapshot
+`__slots__` of floats, ints, bools and fixed-length lists or typed arrays of
+them (a snapshot writes both as JSON lists); a snapshot
 holds exactly those, with the format number and the parameters they were
 learned with. Reading one back is strict, because a wrong state is worse than
 none (a restart that relearns costs a day of quiet; a state that means
@@ -17,6 +18,7 @@ list of another length is a `SnapshotError` and the caller starts afresh.
 from __future__ import annotations
 
 import math
+from array import array
 from dataclasses import asdict
 from typing import Any
 
@@ -29,7 +31,7 @@ def save_slots(obj: object, fmt: int, params: Any, names: tuple[str, ...]) -> di
     state: dict[str, object] = {}
     for name in names:
         value = getattr(obj, name)
-        state[name.lstrip("_")] = list(value) if isinstance(value, list) else value
+        state[name.lstrip("_")] = list(value) if isinstance(value, list | array) else value
     return {"format": fmt, "params": asdict(params), "state": state}
 
 
@@ -55,11 +57,12 @@ def load_slots(obj: object, data: object, fmt: int, params: Any,
         raise SnapshotError("fields do not match this version")
     for name in names:
         default, value = getattr(obj, name), state[name.lstrip("_")]
-        if isinstance(default, list):
+        if isinstance(default, list | array):
             if not isinstance(value, list) or len(value) != len(default) or not all(
                     _same_kind(d, v) for d, v in zip(default, value, strict=True)):
                 raise SnapshotError(f"{name.lstrip('_')}: not a list like this version's")
-            value = [type(d)(v) for d, v in zip(default, value, strict=True)]
+            items = [type(d)(v) for d, v in zip(default, value, strict=True)]
+            value = array(default.typecode, items) if isinstance(default, array) else items
         elif not _same_kind(default, value):
             raise SnapshotError(f"{name.lstrip('_')}: {value!r} is not a {type(default).__name__}")
         else:

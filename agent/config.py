@@ -170,7 +170,9 @@ def parse(raw: Mapping[str, Any], path: Path) -> Config:
     esc = config_escalation.parse(root, agent.tz, contacts, items, named)
     checks = config_checks.checks(root, defaults, contacts, esc, errors, base)
     own_checks = checks  # the provider's status page lists its own checks' components
-    ten = config_tenants.parse(root, path, agent.tz, _part, _read)
+    staff = config_tenants.provider_targets(contacts, esc.roles)
+    ten = config_tenants.parse(root, path, agent.tz, functools.partial(_part, staff=staff),
+                               _read)
     for what, names in (("checks", tuple(c.name for c in checks)), ("contacts", contacts),
                         ("roles", esc.roles), ("policies", esc.policies)):
         config_tenants.provider_names(errors, ten.tenants, what, names)
@@ -200,8 +202,8 @@ def parse(raw: Mapping[str, Any], path: Path) -> Config:
                   web, status, replies, probes, ten.tenants)
 
 
-def _part(raw: Mapping[str, Any], errors: list[str], base: Path, tz: ZoneInfo
-          ) -> config_tenants.Part:
+def _part(raw: Mapping[str, Any], errors: list[str], base: Path, tz: ZoneInfo, *,
+          staff: frozenset[str] = frozenset()) -> config_tenants.Part:
     """A tenant's own tables, read by the top level's readers (agent/config_tenants.py)."""
     root = Section(raw, "config", errors, base)
     tz = config_escalation.timezone(root) if root.has("timezone") else tz
@@ -212,7 +214,7 @@ def _part(raw: Mapping[str, Any], errors: list[str], base: Path, tz: ZoneInfo
         errors.append(f"contacts {show(name)}: reply: reply channels are the provider's "
                       "(the top level's [[contacts]])")
     esc = config_escalation.parse(root, tz, contacts, functools.partial(config_checks.items, root),
-                                  named)
+                                  named, staff)
     defaults = _table(root, "defaults")
     checks = config_checks.checks(root, defaults, contacts, esc, errors, base)
     status_sec = _table(root, "status")

@@ -57,10 +57,12 @@ def timezone(sec: Section) -> ZoneInfo:
 
 
 def parse(root: Section, tz: ZoneInfo, contacts: Mapping[str, Any],
-          items: Callable[[str], list[Any]], named: Named) -> Escalation:
+          items: Callable[[str], list[Any]], named: Named,
+          others: frozenset[str] = frozenset()) -> Escalation:
+    """`others`: more targets a step may name (a tenant's "provider:noc")."""
     hours = _hours(root, tz)
     roles = _roles(items("roles"), named, tz, contacts)
-    targets = set(contacts) | {f"role:{r}" for r in roles}
+    targets = set(contacts) | {f"role:{r}" for r in roles} | others
     policies: dict[str, Policy] = {}
     for i, item in enumerate(items("policies")):
         got = named(item, "policies", i)

@@ -17,6 +17,10 @@ whose it is (agent/tenancy.py), even for an incident whose check was since
 removed from the config. To keep that unambiguous, a tenant's name has no
 "." and no provider name may start with "<tenant>.".
 
+A tenant's policy steps may also page the provider's own people, named
+`provider:noc` or `provider:role:noc` (the top level's contacts and roles):
+nobody at the client answered, the provider's staff take over.
+
 Problems read `tenants[0] "acme": checks[1] "shop": timeout: ...` or, for an
 included file, `clients/acme.toml: checks[1] "shop": timeout: ...`.
 """
@@ -45,6 +49,8 @@ if TYPE_CHECKING:
 #: ("--" separates it from its status components' slugs, which never hold one).
 TENANT_NAME = re.compile(r"[A-Za-z0-9]+(?:[-_][A-Za-z0-9]+)*")
 _GLOB = re.compile(r"[*?\[]")
+#: In a tenant's policy steps: one of the provider's contacts or roles ("provider:noc").
+PROVIDER_PREFIX = "provider:"
 
 
 @dataclass(frozen=True)
@@ -195,7 +201,15 @@ def _relative(file: Path, base: Path) -> str:
         return str(file)
 
 
+def provider_targets(contacts: Mapping[str, Any], roles: Mapping[str, Any]) -> frozenset[str]:
+    """What a tenant's steps may name of the provider's: "provider:noc", "provider:role:noc"."""
+    return frozenset({f"{PROVIDER_PREFIX}{c}" for c in contacts}
+                     | {f"{PROVIDER_PREFIX}role:{r}" for r in roles})
+
+
 def _target(tenant: str, name: str) -> str:
+    if name.startswith(PROVIDER_PREFIX):  # the provider's staff, paged for the client
+        return name.removeprefix(PROVIDER_PREFIX)
     if name.startswith("role:"):
         return f"role:{q(tenant, name[5:])}"
     return q(tenant, name)

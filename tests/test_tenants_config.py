@@ -215,14 +215,23 @@ def test_each_tenant_pages_by_its_own_business_hours(tmp_path: Path) -> None:
 
 def test_a_tenant_pages_its_own_people_only(tmp_path: Path) -> None:
     """Storm bundling and its rate limit are kept per recipient, and a client's policies
-    can only name the client's own people: so they apply per tenant, and a storm at one
-    client never holds or bundles another's pages."""
+    can only name the client's own people (or the provider's, as "provider:NAME"): so
+    they apply per tenant, and a storm at one client never holds or bundles another's."""
     main = MAIN.replace('{ notify = ["night"], when = "outside_business_hours" }',
                         '{ notify = ["staff", "role:bravo.oncall"] }')
     problems = _problems(_write(tmp_path, main))
     assert 'tenants[0] "acme": policies[0] "std": steps[1]: notify: no contact or role named ' \
            '"staff"' in problems
     assert any('no contact or role named "role:bravo.oncall"' in p for p in problems)
+    # The provider's staff are named as such: "provider:staff" pages the provider's "staff".
+    escalate = MAIN.replace('{ notify = ["night"], when = "outside_business_hours" }',
+                            '{ notify = ["night"], when = "outside_business_hours" },\n'
+                            '         { after = "30m", notify = ["provider:staff"] }')
+    steps = config.load(_write(tmp_path, escalate)).escalation.policies["acme.std"].steps
+    assert steps[2].notify == ("staff",)
+    wrong = escalate.replace('"provider:staff"', '"provider:nobody"')
+    assert any('steps[2]: notify: no contact or role named "provider:nobody"' in p
+               for p in _problems(_write(tmp_path, wrong)))
     cfg = config.load(_write(tmp_path))
     gate = StormGate(StormPolicy(threshold=2, window=60.0, interval=60.0))
     for at in (0.0, 1.0):

@@ -133,5 +133,14 @@ class Locations:
                 alone.append(check.name)
         return alone
 
+    def views(self, check: CheckConfig) -> list[tuple[str, Health, str]]:
+        """(location, its confirmed health, its last reason) per location of `check`."""
+        v = self.vote(check.name)
+        out = []
+        for loc in check.locations:
+            seen = v.seen.get(loc)
+            out.append((loc, quorum.health_at(v, loc), seen.reason if seen else ""))
+        return out
+
     def describe(self, check: CheckConfig) -> str:
         return quorum.describe(self.vote(check.name), check.locations, check.quorum)

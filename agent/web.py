@@ -80,7 +80,7 @@ async def healthz(request: web.Request) -> web.Response:
     stopping = request.app[STOPPING_KEY][0]
     checks = runner.config.checks
     down = runner.down_checks()  # kept by the runner: no scan of every check per request
-    body = {
+    body: dict[str, object] = {
         "status": "stopping" if stopping else "ok",
         "uptime_s": round(runner.clock() - runner.started_at, 1),
         "checks": len(checks),
@@ -88,6 +88,10 @@ async def healthz(request: web.Request) -> web.Response:
         # With several instances on one PostgreSQL store, one leads (agent/leader.py).
         "role": "leader" if runner.engine.leading else "standby",
     }
+    remote = [c for c in checks if c.remote]
+    if remote:  # what each location sees (agent/locations.py); one alone pages nobody
+        body["locations"] = {c.name: {loc: str(h) for loc, h, _ in runner.locations.views(c)}
+                             for c in remote}
     store_problem = runner.engine.pending.problem
     if store_problem is not None:  # pages still go out, but nothing is kept: say so
         body.update(status="store_failing", store_error=store_problem)

@@ -48,6 +48,8 @@ async def test_probe_runs_the_check_and_the_central_pages_and_notices_its_silenc
             'onwatch_check_location_up{check="shop",location="berlin"}'), 10,
             "the central hears the probe")
         assert receiver.messages == []
+        health = json.loads((await central.get("/healthz"))[1])
+        assert health["locations"] == {"shop": {"berlin": "up"}}
         target.up = False
         await wait_for(lambda: _open(state), 15, "an incident opened from berlin's results")
         await wait_for(lambda: pages(receiver), 10, "the owner paged")

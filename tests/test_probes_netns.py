@@ -16,6 +16,7 @@ each in its namespace, and nothing listens outside them.
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import sys
 from collections.abc import AsyncIterator
@@ -145,6 +146,9 @@ async def test_one_location_alone_pages_nobody_all_of_them_page_once(world: Worl
     await wait_for(lambda: _location(w, "local", 1), 20, "local sees it up again")
     w.hosts.cut(w.to_shop["berlin"])
     await wait_for(lambda: _location(w, "berlin", 0), 20, "berlin confirms the shop down")
+    health = json.loads((await w.central.get("/healthz"))[1])
+    assert health["locations"]["shop"] == {"local": "up", "berlin": "down", "cloud": "up"}
+    assert health["checks_down"] == []
     await asyncio.sleep(2.0)  # runs go on at 1 s: nothing may open meanwhile
     assert _incidents(w) == [] and w.receiver.messages == []
     w.hosts.cut(w.to_shop["berlin"], up=True)

@@ -47,7 +47,10 @@ async def checks_page(request: web.Request) -> web.StreamResponse:
         rows.append({"name": c.name, "type": c.type, "health": str(runner.health(c.name)),
                      "maintenance": w is not None, "last": last,
                      "chart": chart(console.latency.points(c.name, now), now),
-                     "open": console.engine.open_for_check(c.name)})
+                     "open": console.engine.open_for_check(c.name),
+                     "locations": [{"name": loc, "health": str(h), "reason": why}
+                                   for loc, h, why in runner.locations.views(c)]
+                     if c.remote else []})
     young = now - runner.started_at < 86400.0
     return page(request, "console/checks.html", title="Checks", rows=rows, young=young)
 

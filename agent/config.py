@@ -180,7 +180,8 @@ def parse(raw: Mapping[str, Any], path: Path) -> Config:
     esc = replace(esc, roles=MappingProxyType({**esc.roles, **ten.roles}),
                   policies=MappingProxyType({**esc.policies, **ten.policies}))
     checks += ten.checks
-    windows = config_detect.maintenance(items("maintenance"), root, agent.tz, checks)
+    windows = (*config_detect.maintenance(items("maintenance"), root, agent.tz, checks),
+               *ten.maintenance)
     delivery = config_notify.delivery(_table(root, "notifications"))
     templates = config_notify.templates(_table(root, "templates"))
     intake = config_intake.parse(root, lambda key: _table(root, key), frozenset(esc.policies),
@@ -217,6 +218,8 @@ def _part(raw: Mapping[str, Any], errors: list[str], base: Path, tz: ZoneInfo, *
                                   named, staff)
     defaults = _table(root, "defaults")
     checks = config_checks.checks(root, defaults, contacts, esc, errors, base)
+    windows = config_detect.maintenance(config_checks.items(root, "maintenance"), root, tz,
+                                        checks)
     status_sec = _table(root, "status")
     host = config_tenants.status_host(status_sec)
     status = config_status.parse(status_sec, checks)
@@ -228,7 +231,7 @@ def _part(raw: Mapping[str, Any], errors: list[str], base: Path, tz: ZoneInfo, *
     root.finish()
     return config_tenants.Part(contacts, esc, checks,
                                policy if isinstance(policy, str) and policy in esc.policies
-                               else None, status, host)
+                               else None, status, host, windows)
 
 
 def _probes_page_someone(checks: tuple[CheckConfig, ...], probes: config_probe.ProbesConfig,

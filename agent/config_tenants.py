@@ -3,8 +3,8 @@
 Called by `agent.config.parse` after the provider's own tables. A tenant is
 a table (an item of `[[tenants]]`, or the whole of one included file) with
 `name`, `title`, `timezone`, `[business_hours]`, `[defaults]`, `[[contacts]]`,
-`[[roles]]`, `[[policies]]`, `[[routes]]`, `[[checks]]` and `[status]` (with
-`host`): the same keys, read by the same readers, as the top level's. Inside
+`[[roles]]`, `[[policies]]`, `[[routes]]`, `[[checks]]`, `[[maintenance]]` and
+`[status]` (with `host`): the same keys, read by the same readers, as the top level's. Inside
 it names are its own: its checks name its contacts and policies, its status
 components its checks; another client may have a "shop" too.
 
@@ -38,6 +38,7 @@ from zoneinfo import ZoneInfo
 from agent import config_guard
 from agent.config_escalation import Escalation
 from agent.config_status import StatusConfig
+from agent.detect.maintenance import MaintenanceWindow
 from agent.fields import Section, show
 from agent.policy import Policy, Role, Updates
 
@@ -63,6 +64,7 @@ class Part:
     default_policy: str | None
     status: StatusConfig
     host: str | None
+    maintenance: tuple[MaintenanceWindow, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,7 @@ class Tenants:
     checks: tuple[CheckConfig, ...]
     roles: Mapping[str, Role]
     policies: Mapping[str, Policy]
+    maintenance: tuple[MaintenanceWindow, ...] = ()
 
 
 #: (raw table, errors, base directory, default time zone) -> the tenant's parsed part.
@@ -126,6 +129,7 @@ def parse(root: Section, path: Path, tz: ZoneInfo, read: PartReader,
     roles: dict[str, Role] = {}
     policies: dict[str, Policy] = {}
     hosts: dict[str, str] = {}
+    windows: list[MaintenanceWindow] = []
     for label, raw, source, stem in found:
         errors: list[str] = []
         sec = Section(raw, label, errors, source.parent.resolve())
@@ -158,7 +162,9 @@ def parse(root: Section, path: Path, tz: ZoneInfo, read: PartReader,
         checks += [_check(name, c) for c in part.checks]
         roles |= tenant.escalation.roles
         policies |= tenant.escalation.policies
-    return Tenants(MappingProxyType(out), contacts, tuple(checks), roles, policies)
+        windows += [_window(name, w, part.checks) for w in part.maintenance]
+    return Tenants(MappingProxyType(out), contacts, tuple(checks), roles, policies,
+                   tuple(windows))
 
 
 def q(tenant: str, name: str) -> str:
@@ -243,6 +249,15 @@ def _qualified(name: str, title: str, part: Part, source: Path) -> Tenant:
                      StatusConfig.title else title, components=comps, by_check=by_check)
     default = q(name, part.default_policy) if part.default_policy else None
     return Tenant(name, title, escalation, default, status, part.host, source)
+
+
+def _window(tenant: str, w: MaintenanceWindow, checks: tuple[CheckConfig, ...]
+            ) -> MaintenanceWindow:
+    """A client's window over its own checks: a tag becomes the client's checks that carry
+    it (another client's checks may carry the same tag)."""
+    names = set(w.checks) | {c.name for c in checks if not w.tags.isdisjoint(c.tags)}
+    return replace(w, id=f"{tenant}:{w.id}", checks=frozenset(q(tenant, n) for n in names),
+                   tags=frozenset())
 
 
 def _check(tenant: str, c: CheckConfig) -> CheckConfig:

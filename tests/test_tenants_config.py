@@ -275,3 +275,17 @@ def test_a_reload_that_changes_a_client(tmp_path: Path) -> None:
     added = config.load(_write(tmp_path, bravo=BRAVO + '\n[[checks]]\nname = "till"\n'
                                'type = "tcp"\nhost = "127.0.0.1"\nport = 9\n'))
     assert reload.diff(old, added).added == ("bravo.till",)
+
+
+def test_a_clients_maintenance_windows_cover_its_own_checks(tmp_path: Path) -> None:
+    main = MAIN.replace('policy = "std"\ndepends_on', 'policy = "std"\ntags = ["pos"]\ndepends_on')
+    bravo = BRAVO.replace('port = 9\n', 'port = 9\ntags = ["pos"]\n') + (
+        '\n[[maintenance]]\ntags = ["pos"]\nweekly = ["sun 02:00-04:00"]\n')
+    cfg = config.load(_write(tmp_path, main, bravo))
+    (window,) = cfg.maintenance
+    # Acme's shop carries the tag too: the client's window is over the client's checks.
+    assert window.id == "bravo:config:0" and window.checks == {"bravo.shop"} and not window.tags
+    assert window.weekly is not None and str(window.weekly.tz) == "America/New_York"
+    wrong = BRAVO + '\n[[maintenance]]\nchecks = ["till"]\nweekly = ["sun 02:00-04:00"]\n'
+    assert 'clients/bravo.toml: maintenance[0]: checks: no check named "till"' in _problems(
+        _write(tmp_path, bravo=wrong))

@@ -113,7 +113,12 @@ class Leadership:
         except psycopg.Error:
             self._outage = True  # the database cannot be reached at all
             raise
-        await conn.execute(f"SET idle_session_timeout = {int(LEASE_S * 1000)}")
+        try:
+            await conn.execute(f"SET idle_session_timeout = {int(LEASE_S * 1000)}")
+        except psycopg.errors.UndefinedObject:  # before PostgreSQL 14: no lease by time
+            log.error("leadership_without_lease", instance=self.instance,
+                      note="PostgreSQL 14 or newer is needed for a paused or cut-off leader "
+                           "to lose its lock; a killed one still does")
         await conn.execute(f"LISTEN {CHANNEL}")
         self._conn = conn
         # Who takes the lock first when it is free again: after an outage of the database,

@@ -226,12 +226,13 @@ def _part(raw: Mapping[str, Any], errors: list[str], base: Path, tz: ZoneInfo, *
     if status.email is not None:
         errors.append("status: email: subscriber mail is the provider's ([status.email] at "
                       "the top level)")
+    storm = config_notify.storm_overrides(_table(root, "notifications"))
     policy = defaults.raw.get("policy")
     defaults.finish()
     root.finish()
     return config_tenants.Part(contacts, esc, checks,
                                policy if isinstance(policy, str) and policy in esc.policies
-                               else None, status, host, windows)
+                               else None, status, host, windows, storm)
 
 
 def _probes_page_someone(checks: tuple[CheckConfig, ...], probes: config_probe.ProbesConfig,

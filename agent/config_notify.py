@@ -34,6 +34,19 @@ def delivery(sec: Section) -> DeliveryPolicy:
     return p
 
 
+def storm_overrides(sec: Section) -> dict[str, float]:
+    """A tenant's [notifications]: only its storm settings, as it set them (the others are the
+    provider's); keyed like `agent.storm.StormPolicy`'s fields."""
+    out: dict[str, float] = {}
+    if sec.has("storm_threshold"):
+        out["threshold"] = sec.integer("storm_threshold", 5, low=1, high=1000)
+    for key in ("window", "interval"):
+        if sec.has(f"storm_{key}"):
+            out[key] = sec.duration(f"storm_{key}", 60.0)
+    sec.finish()
+    return out
+
+
 def templates(sec: Section) -> dict[str, str]:
     from notifiers.messages import template_problem
 

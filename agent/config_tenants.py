@@ -3,8 +3,8 @@
 Called by `agent.config.parse` after the provider's own tables. A tenant is
 a table (an item of `[[tenants]]`, or the whole of one included file) with
 `name`, `title`, `timezone`, `[business_hours]`, `[defaults]`, `[[contacts]]`,
-`[[roles]]`, `[[policies]]`, `[[routes]]`, `[[checks]]`, `[[maintenance]]` and
-`[status]` (with `host`): the same keys, read by the same readers, as the top level's. Inside
+`[[roles]]`, `[[policies]]`, `[[routes]]`, `[[checks]]`, `[[maintenance]]`,
+`[notifications]` (its storm settings only) and `[status]` (with `host`): the same keys, read by the same readers, as the top level's. Inside
 it names are its own: its checks name its contacts and policies, its status
 components its checks; another client may have a "shop" too.
 
@@ -65,6 +65,7 @@ class Part:
     status: StatusConfig
     host: str | None
     maintenance: tuple[MaintenanceWindow, ...] = ()
+    storm: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,8 @@ class Tenant:
     #: Its status page: its components only, served at /status/<name> and on `host`.
     status: StatusConfig
     host: str | None = None
+    #: Its [notifications] storm settings, those it set (the rest are the provider's).
+    storm: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
     #: The file it was read from (the main config for a [[tenants]] item).
     source: Path = field(default=Path("."), compare=False)
 
@@ -248,7 +251,8 @@ def _qualified(name: str, title: str, part: Part, source: Path) -> Tenant:
     status = replace(part.status, title=part.status.title if part.status.title !=
                      StatusConfig.title else title, components=comps, by_check=by_check)
     default = q(name, part.default_policy) if part.default_policy else None
-    return Tenant(name, title, escalation, default, status, part.host, source)
+    return Tenant(name, title, escalation, default, status, part.host,
+                  MappingProxyType(dict(part.storm)), source)
 
 
 def _window(tenant: str, w: MaintenanceWindow, checks: tuple[CheckConfig, ...]

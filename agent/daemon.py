@@ -23,7 +23,18 @@ from pathlib import Path
 import structlog
 from aiohttp import web as aiohttp_web
 
-from agent import console, leader, learning, links, probe_intake, reload, service, systemd, web
+from agent import (
+    console,
+    leader,
+    learning,
+    links,
+    probe_intake,
+    reload,
+    service,
+    systemd,
+    tenancy,
+    web,
+)
 from agent.config import Config
 from agent.engine import Engine
 from agent.metrics import Metrics
@@ -218,9 +229,13 @@ def _open_state(config: Config) -> tuple[Store, bytes, str]:
 def _dispatcher(config: Config, store: Store, metrics: Metrics, engine: Engine,
                 clock: SteadyClock, replies: ReplyHub) -> Dispatcher:
     d = config.delivery
+    storm = StormPolicy(d.storm_threshold, d.storm_window, d.storm_interval)
+    # A client's people bundle by their client's storm settings (the rest: the provider's).
+    per_tenant = {name: storm.but(t.storm) for name, t in config.tenants.items()}
     return Dispatcher(store, config.contacts, metrics, engine.outbox_wakeup, clock,
-                      policy=d, on_unreachable=engine.unreachable,
-                      storm=StormPolicy(d.storm_threshold, d.storm_window, d.storm_interval),
+                      policy=d, on_unreachable=engine.unreachable, storm=storm,
+                      storm_for=lambda contact: per_tenant.get(
+                          tenancy.of_name(config, contact), storm),
                       replies=replies)
 
 

@@ -63,6 +63,7 @@ class Dispatcher:
                  policy: DeliveryPolicy | None = None,
                  on_unreachable: Callable[[int, str, str], None] | None = None,
                  storm: StormPolicy | None = None,
+                 storm_for: Callable[[str], StormPolicy] | None = None,
                  parallel: int = 8, replies: ReplyHub | None = None) -> None:
         self._store = store
         self._contacts = contacts
@@ -74,7 +75,7 @@ class Dispatcher:
         #: Reply channels (ntfy, Telegram, e-mail, Pushover): tried before the Apprise URLs.
         self._replies = replies
         self._sem = asyncio.Semaphore(parallel)
-        self._gate = StormGate(storm or StormPolicy())
+        self._gate = StormGate(storm or StormPolicy(), storm_for)
         #: When the agent's own uplink was found down (None: it is up).
         self.offline_since: float | None = None
         self._stopping = False

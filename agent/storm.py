@@ -11,7 +11,7 @@ is an argument.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from agent.store.records import OutboxMessage
@@ -24,25 +24,35 @@ class StormPolicy:
     window: float = 60.0
     interval: float = 60.0
 
+    def but(self, changes: Mapping[str, float]) -> StormPolicy:
+        """These settings with some changed ("threshold", "window", "interval"): a tenant's."""
+        return StormPolicy(int(changes.get("threshold", self.threshold)),
+                           changes.get("window", self.window),
+                           changes.get("interval", self.interval))
+
 
 class StormGate:
-    def __init__(self, policy: StormPolicy) -> None:
+    def __init__(self, policy: StormPolicy,
+                 policy_for: Callable[[str], StormPolicy] | None = None) -> None:
         self.policy = policy
+        #: A recipient's own settings (a tenant's people: their client's); default `policy`.
+        self._policy_for = policy_for or (lambda _contact: policy)
         self._sent: dict[str, deque[float]] = {}
 
     def _recent(self, contact: str, now: float) -> deque[float]:
-        recent = self._sent.setdefault(contact, deque(maxlen=self.policy.threshold))
-        while recent and recent[0] < now - self.policy.window:
+        p = self._policy_for(contact)
+        recent = self._sent.setdefault(contact, deque(maxlen=p.threshold))
+        while recent and recent[0] < now - p.window:
             recent.popleft()
         return recent
 
     def storming(self, contact: str, now: float) -> bool:
-        return len(self._recent(contact, now)) >= self.policy.threshold
+        return len(self._recent(contact, now)) >= self._policy_for(contact).threshold
 
     def decide(self, contact: str, due: int, now: float) -> tuple[str, float]:
         """("each", now) to send the `due` pages one by one, ("bundle", now) to send
         them as one, or ("hold", until) to keep them for the next bundle."""
-        p = self.policy
+        p = self._policy_for(contact)
         recent = self._recent(contact, now)
         if due == 0 or len(recent) + due <= p.threshold:
             return "each", now
@@ -51,7 +61,7 @@ class StormGate:
         return ("bundle" if due > 1 else "each"), now
 
     def sent(self, contact: str, now: float) -> None:
-        self._sent.setdefault(contact, deque(maxlen=self.policy.threshold)).append(now)
+        self._recent(contact, now).append(now)
 
 
 def bundle(msgs: Sequence[OutboxMessage], sms_limit: int = 160) -> Message:

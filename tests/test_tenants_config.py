@@ -289,3 +289,21 @@ def test_a_clients_maintenance_windows_cover_its_own_checks(tmp_path: Path) -> N
     wrong = BRAVO + '\n[[maintenance]]\nchecks = ["till"]\nweekly = ["sun 02:00-04:00"]\n'
     assert 'clients/bravo.toml: maintenance[0]: checks: no check named "till"' in _problems(
         _write(tmp_path, bravo=wrong))
+
+
+def test_a_client_may_set_its_own_storm_limits(tmp_path: Path) -> None:
+    bravo = BRAVO + '\n[notifications]\nstorm_threshold = 2\nstorm_interval = "5m"\n'
+    cfg = config.load(_write(tmp_path, bravo=bravo))
+    assert dict(cfg.tenants["bravo"].storm) == {"threshold": 2, "interval": 300.0}
+    assert dict(cfg.tenants["acme"].storm) == {}
+    base = StormPolicy(threshold=5, window=60.0, interval=60.0)
+    per = {name: base.but(t.storm) for name, t in cfg.tenants.items()}
+    gate = StormGate(base, lambda who: per.get(tenancy.of_name(cfg, who), base))
+    for at in (0.0, 1.0):
+        gate.sent("bravo.bob", at)
+        gate.sent("acme.ana", at)
+    assert gate.decide("bravo.bob", 1, 2.0) == ("hold", 301.0)  # Bravo's own limit: 2
+    assert gate.decide("acme.ana", 1, 2.0)[0] == "each"  # Acme keeps the provider's 5
+    other = BRAVO + '\n[notifications]\nretry_cap = "1m"\n'
+    assert any(p.startswith('clients/bravo.toml: notifications: unknown key "retry_cap"')
+               for p in _problems(_write(tmp_path, bravo=other)))

@@ -4,8 +4,9 @@ Called by `agent.config.parse` after the provider's own tables. A tenant is
 a table (an item of `[[tenants]]`, or the whole of one included file) with
 `name`, `title`, `timezone`, `[business_hours]`, `[defaults]`, `[[contacts]]`,
 `[[roles]]`, `[[policies]]`, `[[routes]]`, `[[checks]]`, `[[maintenance]]`,
-`[notifications]` (its storm settings only) and `[status]` (with `host`): the same keys, read by the same readers, as the top level's. Inside
-it names are its own: its checks name its contacts and policies, its status
+`[notifications]` (its storm settings only) and `[status]` (with `host`):
+the same keys, read by the same readers, as the top level's. Inside it
+names are its own: its checks name its contacts and policies, its status
 components its checks; another client may have a "shop" too.
 
 Why qualified names: after loading, everything a tenant defines is renamed

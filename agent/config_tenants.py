@@ -121,6 +121,8 @@ def parse(root: Section, path: Path, tz: ZoneInfo, read: PartReader,
         label = f"tenants[{i}] {show(name)}" if isinstance(name, str) else f"tenants[{i}]"
         found.append((label, item, path, ""))
     for file in _included(root, path.parent):
+        if file.resolve() == path.resolve():  # "*.toml" next to the central config
+            continue
         raw, problem = load(file)
         shown = _relative(file, path.parent)
         if raw is None:

@@ -307,3 +307,9 @@ def test_a_client_may_set_its_own_storm_limits(tmp_path: Path) -> None:
     other = BRAVO + '\n[notifications]\nretry_cap = "1m"\n'
     assert any(p.startswith('clients/bravo.toml: notifications: unknown key "retry_cap"')
                for p in _problems(_write(tmp_path, bravo=other)))
+
+
+def test_a_pattern_matching_the_central_config_skips_it(tmp_path: Path) -> None:
+    path = _write(tmp_path, MAIN.replace('include = ["clients/*.toml"]',
+                                         'include = ["*.toml", "clients/*.toml"]'))
+    assert sorted(config.load(path).tenants) == ["acme", "bravo"]

@@ -130,7 +130,10 @@ class Config:
     def summary(self) -> str:
         kinds = sorted({c.type for c in self.checks})
         return (f"{self.source}: ok, {len(self.checks)} checks ({', '.join(kinds) or 'none'}), "
-                f"{len(self.contacts)} contacts, state in {self.agent.state_dir}")
+                f"{len(self.contacts)} contacts, "
+                + (f"{len(self.tenants)} tenants ({', '.join(sorted(self.tenants))}), "
+                   if self.tenants else "")
+                + f"state in {self.agent.state_dir}")
 
 
 def load(path: str | Path) -> Config:

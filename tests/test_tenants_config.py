@@ -133,6 +133,7 @@ def test_tenants_from_tables_and_included_files(tmp_path: Path) -> None:
         ("Online shop", "acme--online-shop", ("acme.shop",))]
     assert acme.status.title == "Acme Bakery"
     assert cfg.status.components == ()  # the provider's own page is not the clients'
+    assert "5 contacts, 2 tenants (acme, bravo), state in" in cfg.summary()
 
 
 def test_whose_is_it(tmp_path: Path) -> None:

@@ -30,6 +30,8 @@ import sys
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from agent import cli_common as common
+
 if TYPE_CHECKING:
     from agent.store.pg import PgStore
     from agent.store.sqlite import SqliteStore
@@ -109,15 +111,14 @@ def _move_sequences(target: PgStore, names: list[str]) -> None:
 def cmd_migrate(args: argparse.Namespace) -> int:
     import psycopg
 
-    from agent import cli
     from agent.store.base import StoreError, is_postgresql, redact
     from agent.store.lock import LockHeld, StateLock
     from agent.store.pg import PgStore
     from agent.store.sqlite import SqliteStore
 
-    cfg = cli._load(args.config)
+    cfg = common.load(args.config)
     if cfg is None:
-        return cli.EXIT_CONFIG
+        return common.EXIT_CONFIG
     if not is_postgresql(args.to):
         print(f"onwatch: --to must be a postgresql:// URL, got {redact(args.to)!r}",
               file=sys.stderr)
@@ -126,20 +127,20 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         lock = StateLock.acquire(cfg.agent.state_dir)
     except LockHeld as exc:
         print(f"onwatch: {exc}; migrate copies a stopped agent's store", file=sys.stderr)
-        return cli.EXIT_FAIL
+        return common.EXIT_FAIL
     try:
         source = SqliteStore.open(cfg.agent.state_dir, readonly=True)
         target = PgStore.open(args.to, name="onwatch-migrate")
     except StoreError as exc:
         lock.release()
         print(f"onwatch: {exc}", file=sys.stderr)
-        return cli.EXIT_FAIL
+        return common.EXIT_FAIL
     try:
         copied = copy_all(source, target)
         theirs, ours = counts(source, list(copied)), counts(target, list(copied))
     except (CopyError, psycopg.Error) as exc:
         print(f"onwatch: nothing was copied: {redact(str(exc)).strip()}", file=sys.stderr)
-        return cli.EXIT_FAIL
+        return common.EXIT_FAIL
     finally:
         source.close()
         target.close()
@@ -151,11 +152,11 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         print("onwatch: the copy does not match: " + ", ".join(
             f"{t} has {a} rows in SQLite but {b} in PostgreSQL" for t, (a, b) in wrong.items())
             + "; keep using the SQLite store and report this", file=sys.stderr)
-        return cli.EXIT_FAIL
+        return common.EXIT_FAIL
     print(f"copied {source.path} to {redact(args.to)}, every count verified. Next: set "
           f'[agent] store = "{redact(args.to)}" (the password from ${{ENV}} or store_file) '
           "and start onwatch.")
-    return cli.EXIT_OK
+    return common.EXIT_OK
 
 
 COMMANDS = {"migrate": cmd_migrate}

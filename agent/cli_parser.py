@@ -14,9 +14,9 @@ from collections.abc import Callable, Mapping
 from typing import NoReturn
 
 import agent
+from agent.cli_common import EXIT_USAGE
 from agent.vocab import SEVERITIES, Severity
 
-EXIT_USAGE = 64
 DEFAULT_CONFIG = "/etc/onwatch/config.toml"
 Command = Callable[[argparse.Namespace], int]
 
@@ -72,7 +72,7 @@ def build_parser(commands: Mapping[str, Command]) -> argparse.ArgumentParser:
     sp = command("backup", "copy the store consistently, also while the agent runs")
     sp.add_argument("dest", metavar="DEST",
                     help="a new file, or a directory to put onwatch-YYYYMMDD-HHMMSS.db in")
-    from agent.cli_report import register  # it imports this module's EXIT_USAGE
+    from agent.cli_report import register
 
     register(command)
     from agent.cli_token import register as register_token

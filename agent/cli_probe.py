@@ -18,11 +18,12 @@ import sys
 import time
 from collections.abc import Callable
 
+from agent import cli_common as common
+
 AddParser = Callable[..., argparse.ArgumentParser]
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
-    from agent import cli
 
     if args.verb is None:
         return _run(args)
@@ -33,9 +34,9 @@ def cmd_probe(args: argparse.Namespace) -> int:
     from agent.store.base import StoreError, open_store
     from agent.store.probes import ProbeStore
 
-    cfg = cli._load(args.config)
+    cfg = common.load(args.config)
     if cfg is None:
-        return cli.EXIT_CONFIG
+        return common.EXIT_CONFIG
     if args.name and not config_guard.is_name(args.name):
         print(f"onwatch: {args.name!r} is not a probe name (letters, digits, '-', '_', '.')",
               file=sys.stderr)
@@ -44,7 +45,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
         store = open_store(cfg)
     except StoreError as exc:
         print(f"onwatch: {exc}", file=sys.stderr)
-        return cli.EXIT_FAIL
+        return common.EXIT_FAIL
     try:
         probes, now = ProbeStore(store), time.time()
         if args.verb == "add":
@@ -57,21 +58,21 @@ def cmd_probe(args: argparse.Namespace) -> int:
             print(f"\n[probe]\nname = \"{args.name}\"\ncentral = "
                   f"\"{cfg.agent.public_url or 'https://onwatch.example.com'}\"\n"
                   f"key = \"{key}\"\nstate_dir = \"/var/lib/onwatch-probe\"")
-            return cli.EXIT_OK
+            return common.EXIT_OK
         if args.verb == "revoke":
             if not probes.revoke(args.name, now):
                 print(f"onwatch: no active probe {args.name!r}", file=sys.stderr)
-                return cli.EXIT_FAIL
+                return common.EXIT_FAIL
             print(f"probe {args.name} revoked: its requests are refused from now on")
-            return cli.EXIT_OK
+            return common.EXIT_OK
         rows = probes.all()
         for p in rows:
-            state = "revoked " + cli._ts(p.revoked_at) if p.revoked_at else "active"
-            print(f"{p.name:<16} key #{p.key_id:<3} added {cli._ts(p.added_at)}  last report "
-                  f"{cli._ts(p.last_seen)}  {state}")
+            state = "revoked " + common.ts(p.revoked_at) if p.revoked_at else "active"
+            print(f"{p.name:<16} key #{p.key_id:<3} added {common.ts(p.added_at)}  last report "
+                  f"{common.ts(p.last_seen)}  {state}")
         if not rows:
             print("no probes (add one: onwatch probe add NAME)")
-        return cli.EXIT_OK
+        return common.EXIT_OK
     finally:
         store.close()
 
@@ -79,7 +80,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from agent import cli, logs, probe_agent, probe_wire
+    from agent import logs, probe_agent, probe_wire
     from agent.config_probe import ProbeFileError, parse_probe_file
 
     try:
@@ -87,17 +88,17 @@ def _run(args: argparse.Namespace) -> int:
         probe_wire.parse_key(cfg.key)
     except ProbeFileError as exc:
         print(f"onwatch: {exc}", file=sys.stderr)
-        return cli.EXIT_CONFIG
+        return common.EXIT_CONFIG
     except probe_wire.WireError as exc:
         print(f"onwatch: {args.config}: probe.key: {exc}", file=sys.stderr)
-        return cli.EXIT_CONFIG
+        return common.EXIT_CONFIG
     logs.configure(cfg.log_level)
     try:
-        cli._run_loop(probe_agent.run(cfg))
+        common.run_loop(probe_agent.run(cfg))
     except OSError as exc:
         print(f"onwatch: cannot run the probe: {exc}", file=sys.stderr)
-        return cli.EXIT_CONFIG
-    return cli.EXIT_OK
+        return common.EXIT_CONFIG
+    return common.EXIT_OK
 
 
 COMMANDS = {"probe": cmd_probe}

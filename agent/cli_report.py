@@ -16,18 +16,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from agent.cli_parser import EXIT_USAGE
-from agent.config import Config
+from agent import cli_common as common
 from agent.fields import parse_duration
-from agent.incidents import Incident
 from agent.report.document import Document, render_html, render_markdown, render_pdf
-from agent.report.incident import Context, incident_report
-from agent.report.load import facts_of, scoped_review
+from agent.report.incident import incident_report
+from agent.report.load import facts_of, report_context, scoped_review
 from agent.report.review_doc import review_document, review_json
-from agent.status.notices import PUBLIC_KINDS
-from agent.store.base import Store
-from agent.store.status import StatusStore
-from checks.registry import KINDS
 
 AddParser = Callable[..., argparse.ArgumentParser]
 
@@ -52,34 +46,17 @@ def _emit(doc: Document, fmt: str, out: str | None) -> int:
     return 0
 
 
-def report_context(cfg: Config, inc: Incident, store: Store) -> Context:
-    """What the report needs beyond the store's incident: the check's target, the policy's
-    ack timeout, and the customer side from the status page (components, notices sent)."""
-    c = cfg.check(inc.check) if inc.check else None
-    pol = cfg.escalation.policies.get(inc.policy or "")
-    comps = (cfg.status.by_check.get(inc.check, ())
-             if inc.check and inc.kind in PUBLIC_KINDS else ())
-    try:
-        notices = StatusStore(store, create=False).notices(incident_id=inc.id)
-    except store.errors:  # a store the status page never wrote to (no such table)
-        notices = []
-    return Context(cfg.agent.tz, business=cfg.status.title if cfg.status.components else "",
-                   target=KINDS[c.type].target(c.spec) if c else "",
-                   ack_timeout=pol.ack_timeout if pol else None,
-                   components=tuple(x.name for x in comps),
-                   public_notices=tuple((n.at, n.text) for n in reversed(notices)))
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from agent import cli
 
-    cfg, store = cli._load(args.config), cli._store(args)
+    cfg, store = common.load(args.config), common.read_store(args)
     if cfg is None or isinstance(store, int):
-        return store if isinstance(store, int) else cli.EXIT_CONFIG
+        return store if isinstance(store, int) else common.EXIT_CONFIG
     inc = store.incident(args.id)
     if inc is None:
         print(f"onwatch: no incident #{args.id}", file=sys.stderr)
-        return cli.EXIT_FAIL
+        return common.EXIT_FAIL
     now = time.time()
     doc = incident_report(facts_of(store, inc, now), report_context(cfg, inc, store), now=now)
     return _emit(doc, args.format, args.out)
@@ -88,53 +65,50 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_review(args: argparse.Namespace) -> int:
     import json
 
-    from agent import cli
-
-    cfg, store = cli._load(args.config), cli._store(args)
+    cfg, store = common.load(args.config), common.read_store(args)
     if cfg is None or isinstance(store, int):
-        return store if isinstance(store, int) else cli.EXIT_CONFIG
+        return store if isinstance(store, int) else common.EXIT_CONFIG
     back = parse_duration(args.since)
     if back is None or back <= 0:
         print(f'onwatch: --since must be a duration like "30d", got {args.since!r}',
               file=sys.stderr)
-        return EXIT_USAGE
+        return common.EXIT_USAGE
     if args.tenant is not None and args.tenant not in cfg.tenants:
         print(f"onwatch: no tenant {args.tenant!r} in {cfg.source}; known: "
               f"{', '.join(sorted(cfg.tenants)) or '(none: add [[tenants]])'}", file=sys.stderr)
-        return EXIT_USAGE
+        return common.EXIT_USAGE
     now = time.time()
     r, tz, title = scoped_review(cfg, store, now - back, now, now, args.tenant)
     if args.format == "json":
         print(json.dumps({**review_json(r), "tenant": args.tenant or ""}, indent=2))
-        return cli.EXIT_OK
+        return common.EXIT_OK
     return _emit(review_document(r, tz, business=title, now=now), args.format, args.out)
 
 
 def cmd_action(args: argparse.Namespace) -> int:
-    from agent import cli
 
     if args.verb == "list":
-        store = cli._store(args)
+        store = common.read_store(args)
         if isinstance(store, int):
             return store
         rows = store.actions(incident_id=args.id, open_only=args.open)
         for a in rows:
-            state = "open" if a.is_open else f"done by {a.done_by} {cli._ts(a.done_at)}"
+            state = "open" if a.is_open else f"done by {a.done_by} {common.ts(a.done_at)}"
             print(f"#{a.id:<4} incident #{a.incident_id:<5} {a.owner:<12} {state:<30} {a.text}")
         if not rows:
             print("no prevention actions")
-        return cli.EXIT_OK
+        return common.EXIT_OK
     if args.id is None:
         print(f"onwatch: action {args.verb} needs an id", file=sys.stderr)
-        return EXIT_USAGE
+        return common.EXIT_USAGE
     if args.verb == "add":
         if not args.text or not args.owner:
             print('onwatch: action add ID "what" --owner NAME', file=sys.stderr)
-            return EXIT_USAGE
-        return cli._act(args, f"/api/v1/incidents/{args.id}/actions",
+            return common.EXIT_USAGE
+        return common.act(args, f"/api/v1/incidents/{args.id}/actions",
                         {"text": " ".join(args.text), "owner": args.owner,
-                         "by": args.by or cli._me()}, "prevention action #{id} added")
-    return cli._act(args, f"/api/v1/actions/{args.id}/done", {"by": args.by or cli._me()},
+                         "by": args.by or common.me()}, "prevention action #{id} added")
+    return common.act(args, f"/api/v1/actions/{args.id}/done", {"by": args.by or common.me()},
                     "prevention action #{id} done")
 
 

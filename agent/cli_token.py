@@ -16,21 +16,22 @@ import sys
 import time
 from collections.abc import Callable
 
+from agent import cli_common as common
+
 AddParser = Callable[..., argparse.ArgumentParser]
 
 
 def cmd_token(args: argparse.Namespace) -> int:
-    from agent import cli
     from agent.store.auth import AuthStore
     from agent.store.base import StoreError, open_store
 
-    cfg = cli._load(args.config)
+    cfg = common.load(args.config)
     if cfg is None:
-        return cli.EXIT_CONFIG
+        return common.EXIT_CONFIG
     if args.verb == "create" and args.person not in cfg.contacts:
         print(f"onwatch: --for needs a contact's name from the config (contacts: "
               f"{', '.join(cfg.contacts) or 'none'}), got {args.person!r}", file=sys.stderr)
-        return cli.EXIT_CONFIG if args.person else 64
+        return common.EXIT_CONFIG if args.person else 64
     if args.verb == "revoke" and args.id is None:
         print("onwatch: token revoke needs the token's id (see `onwatch token list`)",
               file=sys.stderr)
@@ -39,7 +40,7 @@ def cmd_token(args: argparse.Namespace) -> int:
         store = open_store(cfg)
     except StoreError as exc:
         print(f"onwatch: {exc}", file=sys.stderr)
-        return cli.EXIT_FAIL
+        return common.EXIT_FAIL
     try:
         auth, now = AuthStore(store), time.time()
         if args.verb == "create":
@@ -47,23 +48,23 @@ def cmd_token(args: argparse.Namespace) -> int:
                 tid, token = auth.add_token(args.person, now, args.label or "")
             print(f"token #{tid} for {args.person} (shown once; keep it secret):")
             print(token)
-            return cli.EXIT_OK
+            return common.EXIT_OK
         if args.verb == "revoke":
             with store.tx():
                 done = auth.revoke_token(args.id, now)
             if not done:
                 print(f"onwatch: no unrevoked token #{args.id}", file=sys.stderr)
-                return cli.EXIT_FAIL
+                return common.EXIT_FAIL
             print(f"token #{args.id} revoked")
-            return cli.EXIT_OK
+            return common.EXIT_OK
         rows = auth.tokens()
         for t in rows:
-            state = "revoked " + cli._ts(t.revoked_at) if t.revoked_at else "active"
-            print(f"#{t.id:<4} {t.person:<14} created {cli._ts(t.created_at)}  last used "
-                  f"{cli._ts(t.last_used_at)}  {state}  {t.label}")
+            state = "revoked " + common.ts(t.revoked_at) if t.revoked_at else "active"
+            print(f"#{t.id:<4} {t.person:<14} created {common.ts(t.created_at)}  last used "
+                  f"{common.ts(t.last_used_at)}  {state}  {t.label}")
         if not rows:
             print("no personal tokens")
-        return cli.EXIT_OK
+        return common.EXIT_OK
     finally:
         store.close()
 

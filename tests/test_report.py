@@ -197,7 +197,7 @@ def test_short_self_resolved_incidents_are_noise(tmp_path: Path) -> None:
 def test_the_report_of_one_incident_reads_like_a_document(world: World) -> None:
     inc = world.store.incident(1)
     assert inc is not None
-    from agent.cli_report import report_context
+    from agent.report.load import report_context
     doc = incident_report(facts_of(world.store, inc, MON + 3600),
                           report_context(world.cfg, inc, world.store), now=MON + 3600)
     md = render_markdown(doc)

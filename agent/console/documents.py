@@ -15,13 +15,12 @@ from aiohttp import web
 from markupsafe import escape
 
 from agent import pages
-from agent.cli_report import report_context
 from agent.console import context
 from agent.console.context import CONSOLE_KEY, NO_INDEX, refuse
 from agent.fields import parse_duration
 from agent.report.document import Document, render_html
 from agent.report.incident import incident_report
-from agent.report.load import facts_of, scoped_review
+from agent.report.load import facts_of, report_context, scoped_review
 from agent.report.review_doc import review_document
 
 #: The longest period a review covers in the console (the store keeps about this much).

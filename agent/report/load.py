@@ -1,4 +1,5 @@
-"""Read one incident's facts, or a period's, from a store (the shell around `report`).
+"""Read one incident's facts, or a period's, from a store (the shell around `report`);
+`report_context`: what a report needs from the config and the status page.
 
 `scoped_review` is the review as one tenant's people (or the provider) may see it.
 """
@@ -11,8 +12,12 @@ from agent import tenancy
 from agent.config import Config
 from agent.incidents import Incident
 from agent.report.facts import IncidentFacts, incident_facts
+from agent.report.incident import Context
 from agent.report.review import Review, review
+from agent.status.notices import PUBLIC_KINDS
 from agent.store.base import Store
+from agent.store.status import StatusStore
+from checks.registry import KINDS
 
 
 def facts_of(store: Store, inc: Incident, now: float) -> IncidentFacts:
@@ -40,3 +45,20 @@ def scoped_review(cfg: Config, store: Store, since: float, until: float, now: fl
                until=until, tz=tz, hours=tenancy.escalation(cfg, scope or "").hours,
                open_actions=actions)
     return r, tz, tenant.title if tenant is not None else ""
+
+def report_context(cfg: Config, inc: Incident, store: Store) -> Context:
+    """What the report needs beyond the store's incident: the check's target, the policy's
+    ack timeout, and the customer side from the status page (components, notices sent)."""
+    c = cfg.check(inc.check) if inc.check else None
+    pol = cfg.escalation.policies.get(inc.policy or "")
+    comps = (cfg.status.by_check.get(inc.check, ())
+             if inc.check and inc.kind in PUBLIC_KINDS else ())
+    try:
+        notices = StatusStore(store, create=False).notices(incident_id=inc.id)
+    except store.errors:  # a store the status page never wrote to (no such table)
+        notices = []
+    return Context(cfg.agent.tz, business=cfg.status.title if cfg.status.components else "",
+                   target=KINDS[c.type].target(c.spec) if c else "",
+                   ack_timeout=pol.ack_timeout if pol else None,
+                   components=tuple(x.name for x in comps),
+                   public_notices=tuple((n.at, n.text) for n in reversed(notices)))

@@ -111,7 +111,8 @@ def _move_sequences(target: PgStore, names: list[str]) -> None:
 def cmd_migrate(args: argparse.Namespace) -> int:
     import psycopg
 
-    from agent.store.base import StoreError, is_postgresql, redact
+    from agent.store.base import StoreError
+    from agent.store.dsn import is_postgresql, redact
     from agent.store.lock import LockHeld, StateLock
     from agent.store.pg import PgStore
     from agent.store.sqlite import SqliteStore

@@ -84,7 +84,7 @@ class AgentConfig:
 
     @property
     def store_shown(self) -> str:
-        from agent.store.base import redact
+        from agent.store.dsn import redact
 
         return redact(self.store) if self.store else str(self.state_dir / "onwatch.db")
 
@@ -291,7 +291,7 @@ def _agent(sec: Section, base: Path) -> AgentConfig:
 
 def _store_url(sec: Section) -> str | None:
     """`[agent] store` (or `store_file`): a postgresql:// URL; its password is never shown."""
-    from agent.store.base import is_postgresql, redact
+    from agent.store.dsn import is_postgresql, redact
 
     url = sec.secret("store")
     if url is None or not url.strip():

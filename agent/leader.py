@@ -45,7 +45,8 @@ import psycopg
 import structlog
 
 from agent.relay import CHANNEL, Relay, apply_due
-from agent.store.base import Store, redact
+from agent.store.base import Store
+from agent.store.dsn import redact
 from agent.store.pg import PgStore, connect_kwargs
 
 if TYPE_CHECKING:

@@ -85,7 +85,7 @@ def test_a_store_url_that_cannot_be_used_is_named_without_its_password() -> None
 
 
 def test_store_urls_are_redacted_in_both_forms() -> None:
-    from agent.store.base import redact
+    from agent.store.dsn import redact
 
     assert redact("postgresql://u:p%40ss@h:5/db?sslmode=require") == \
         "postgresql://u:***@h:5/db?sslmode=require"

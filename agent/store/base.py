@@ -24,7 +24,6 @@ send must not happen at all (not be kept for later, as a refused write is).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -116,20 +115,6 @@ class Store(Protocol):
                         end: float, reason: str, by: str) -> int: ...
     def maintenance(self, now: float) -> list[dict[str, Any]]: ...
     def end_maintenance(self, window_id: int, now: float) -> bool: ...
-
-
-_URL_PASSWORD = re.compile(r"(?P<head>^[a-z][a-z0-9+.-]*://[^/?#@:]*:)[^/?#@]*@", re.I)
-_KV_PASSWORD = re.compile(r"(?P<head>\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", re.I)
-
-
-def redact(dsn: str) -> str:
-    """`dsn` with its password replaced by `***`, in URL and in key=value form."""
-    out = _URL_PASSWORD.sub(lambda m: m.group("head") + "***@", dsn)
-    return _KV_PASSWORD.sub(lambda m: m.group("head") + "***", out)
-
-
-def is_postgresql(dsn: str | None) -> bool:
-    return dsn is not None and dsn.split("://", 1)[0].lower() in ("postgresql", "postgres")
 
 
 def open_store(cfg: Config, *, readonly: bool = False) -> Store:

@@ -37,7 +37,8 @@ import psycopg
 from psycopg_pool import ConnectionPool
 
 from agent.store import migrations, sqlite, upkeep
-from agent.store.base import Db, Fenced, StoreError, redact
+from agent.store.base import Db, Fenced, StoreError
+from agent.store.dsn import redact
 from agent.store.pgsql import Result, ddl, params
 from agent.store.queries import SqlStore
 

@@ -176,3 +176,32 @@ async def test_results_buffered_while_the_central_was_away_arrive_in_order_as_hi
         assert await central.stop() == 0
         await target.close()
         await receiver.close()
+
+
+async def test_a_remote_outage_open_across_a_central_restart_resolves_once(
+        tmp_path: Path) -> None:
+    target, receiver = await Target().start(), await Receiver().start()
+    state = tmp_path / "state"
+    listen = f"127.0.0.1:{free_port()}"
+    cfg = central_config(state, receiver, PROBE_ONLY.format(url=target.url), listen=listen,
+                         unreachable_after="1h")
+    central = await start_agent(cfg, tmp_path)
+    key = add_probe(central.config, "berlin")
+    probe = await start_probe(probe_file(tmp_path, "berlin", central.base_url, key))
+    try:
+        target.up = False
+        await wait_for(lambda: _open(state), 15, "the outage opened from berlin")
+        assert await central.stop() == 0
+        central = await start_agent(cfg, tmp_path)  # knows the check is down (the store)
+        await wait_for(lambda: central.metric(
+            'onwatch_probe_results_total{outcome="fresh",probe="berlin"}'), 20,
+            "berlin's results reach the restarted central")
+        assert len(query(state, "SELECT id FROM incidents")) == 1, "no second incident"
+        target.up = True
+        await wait_for(lambda: _all_resolved(state), 20, "resolved when berlin sees it up")
+        assert len(query(state, "SELECT id FROM incidents")) == 1
+    finally:
+        await probe.stop()
+        assert await central.stop() == 0
+        await target.close()
+        await receiver.close()

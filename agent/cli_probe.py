@@ -50,7 +50,10 @@ def cmd_probe(args: argparse.Namespace) -> int:
         probes, now = ProbeStore(store), time.time()
         if args.verb == "add":
             key_id = probes.add(args.name, now)
-            secret = links.load_or_create_key(cfg.agent.state_dir)
+            # The agent's own link key: on a shared store, the one every instance signs
+            # with (agent/daemon.py), so any instance honours the probe.
+            secret = store.shared_secret("link.key",
+                                         links.load_or_create_key(cfg.agent.state_dir))
             key = probe_wire.format_key(key_id, probe_wire.derive_key(secret, args.name, key_id))
             used = sorted(c.name for c in cfg.checks if args.name in c.locations)
             print(f"probe {args.name}: key #{key_id} (shown once; keep it secret). "

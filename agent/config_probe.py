@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent import config_guard
-from agent.fields import Section, show
+from agent.fields import Section, bad_url, show
 from agent.vocab import SEVERITIES, Severity
 
 LOCAL = "local"
@@ -81,7 +81,9 @@ class ProbeFile:
 
     source: Path
     name: str
-    central: str
+    #: The central's URLs: one, or every instance of a high-availability pair (a
+    #: standby refuses results, and the probe moves on to the next).
+    centrals: tuple[str, ...]
     key: str
     state_dir: Path
     #: How often results are sent at most (they go at once when this much has passed).
@@ -121,7 +123,14 @@ def parse_probe_file(path: Path) -> ProbeFile:
     name = sec.string("name")
     if name and not config_guard.is_name(name):
         sec.error("name", f"{show(name)} is not a probe name (letters, digits, '-', '_', '.')")
-    central_url = sec.url("central", ("http", "https"))
+    centrals = sec.string_list("central")
+    if not centrals:
+        sec.error("central", 'is required: the central\'s URL, e.g. "https://onwatch.example.com"'
+                             ' (or a list of them, one per instance)')
+    for url in centrals:
+        problem = bad_url(url, ("http", "https"))
+        if problem:
+            sec.error("central", f"{problem}, got {show(url)}")
     key = sec.secret("key")
     if key is None and not any(k in table for k in ("key", "key_file")):
         sec.error("key", "is required (give key or key_file: what `onwatch probe add NAME` "
@@ -140,6 +149,6 @@ def parse_probe_file(path: Path) -> ProbeFile:
     root.finish()
     if errors:
         raise ProbeFileError(path, errors)
-    return ProbeFile(path, name, central_url.rstrip("/"), key or "",
+    return ProbeFile(path, name, tuple(u.rstrip("/") for u in centrals), key or "",
                      state if state.is_absolute() else base / state, report, refresh,
                      max_bytes, max_age, ca_file and str(base / ca_file), cap, level)

@@ -61,6 +61,8 @@ class Probe:
         self._checks: dict[str, CheckConfig] = {}
         self._tables: list[dict[str, Any]] = []
         self._wake = asyncio.Event()
+        #: Which of the central's URLs is tried first (the last one that answered).
+        self._at = 0
         self._ssl: ssl.SSLContext | bool = (ssl.create_default_context(cafile=cfg.ca_file)
                                             if cfg.ca_file else True)
 
@@ -70,13 +72,30 @@ class Probe:
 
     # -- talking to the central ------------------------------------------------
 
+    @property
+    def central(self) -> str:
+        return self.cfg.centrals[self._at % len(self.cfg.centrals)]
+
     async def _request(self, session: aiohttp.ClientSession, method: str, path: str,
                        body: bytes = b"") -> Any:
+        """One signed request to the central; with several URLs, the next one is tried when
+        one fails (down, or a standby refusing results), each at most once."""
+        for _ in range(len(self.cfg.centrals) - 1):
+            try:
+                return await self._request_one(session, method, path, body)
+            except (aiohttp.ClientError, TimeoutError, CentralRefused, ValueError) as exc:
+                log.info("probe_central_next", central=self.central,
+                         error=str(exc) or type(exc).__name__)
+                self._at += 1
+        return await self._request_one(session, method, path, body)
+
+    async def _request_one(self, session: aiohttp.ClientSession, method: str, path: str,
+                           body: bytes = b"") -> Any:
         headers = probe_wire.sign_headers(self.cfg.name, self.key_id, self.key, method, path,
                                           int(time.time()), body)
         if body:
             headers["Content-Type"] = "application/json"
-        async with session.request(method, self.cfg.central + path, data=body or None,
+        async with session.request(method, self.central + path, data=body or None,
                                    headers=headers, ssl=self._ssl) as resp:
             text = await resp.text()
             if resp.status != 200:
@@ -179,7 +198,7 @@ class Probe:
                 await self.fetch_checks(session)
                 return True
             except (aiohttp.ClientError, TimeoutError, CentralRefused, ValueError) as exc:
-                log.warning("probe_central_unreachable", central=self.cfg.central,
+                log.warning("probe_central_unreachable", central=list(self.cfg.centrals),
                             error=str(exc) or type(exc).__name__)
                 if self.load_cached():
                     return True
@@ -208,7 +227,7 @@ async def run(cfg: ProbeFile, stop: asyncio.Event | None = None) -> None:
         tasks = [asyncio.create_task(probe.send_loop(session), name="probe-send"),
                  asyncio.create_task(probe.refresh_loop(session, scheduler),
                                      name="probe-refresh")]
-        log.info("probe_started", probe=cfg.name, central=cfg.central,
+        log.info("probe_started", probe=cfg.name, central=list(cfg.centrals),
                  checks=len(probe.checks), waiting=probe.buffer.waiting())
         try:
             await stop.wait()

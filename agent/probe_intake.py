@@ -177,6 +177,12 @@ class ProbeHub:
 
     def watch(self) -> None:
         now = self._clock()
+        if not self.runner.engine.leading:
+            # A standby takes no results (they go to the leader) and opens nothing: on
+            # taking over, every probe gets a whole unreachable_after to find it.
+            for loc in self._remote_locations():
+                self.last_seen[loc] = now
+            return
         after = self.config.probes.unreachable_after
         for loc in sorted(self._remote_locations()):
             seen = self.last_seen.setdefault(loc, now)
@@ -245,6 +251,12 @@ async def checks_handler(request: web.Request) -> web.Response:
 async def results_handler(request: web.Request) -> web.Response:
     hub = request.app[HUB_KEY]
     claim = hub.claimed(request)  # an unknown sender's body is never read
+    if not hub.runner.engine.leading:
+        # Only the leader acts on results (agent/leader.py); the probe tries the next URL.
+        hub.batches.labels(claim[0], "standby").inc()
+        return web.json_response({"error": "this onwatch instance stands by: send results to "
+                                           "the leader (list every instance in the probe's "
+                                           "central)"}, status=503)
     body = await _body(request)
     probe = hub.authenticate(request, body, claim)
     try:

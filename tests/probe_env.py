@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
@@ -50,13 +51,15 @@ class Target:
 
 
 def central_config(state: Path, receiver: Receiver, checks: str, *, listen: str = "127.0.0.1:0",
-                   public: str = "", unreachable_after: str = "4s") -> str:
+                   public: str = "", unreachable_after: str = "4s", agent_extra: str = ""
+                   ) -> str:
     base = f"json://{receiver.host}:{receiver.port}"
     web_table = f'\n[web]\npublic_listen = "{public}"\n' if public else ""
     return f"""
 [agent]
 state_dir = "{state}"
 listen = "{listen}"
+{agent_extra}
 {web_table}
 [[contacts]]
 name = "owner"
@@ -91,10 +94,11 @@ def add_probe(config: Path, name: str) -> str:
     return m.group(1)
 
 
-def probe_file(tmp: Path, name: str, central: str, key: str, *, report_every: str = "200ms"
-               ) -> Path:
+def probe_file(tmp: Path, name: str, central: str | list[str], key: str, *,
+               report_every: str = "200ms") -> Path:
     path = tmp / f"probe-{name}.toml"
-    path.write_text(f'[probe]\nname = "{name}"\ncentral = "{central}"\nkey = "{key}"\n'
+    urls = json.dumps(central)  # a TOML string or array of strings
+    path.write_text(f'[probe]\nname = "{name}"\ncentral = {urls}\nkey = "{key}"\n'
                     f'state_dir = "{tmp / ("probe-" + name)}"\nreport_every = "{report_every}"\n'
                     'refresh_every = "2s"\n')
     return path

@@ -205,3 +205,38 @@ async def test_a_remote_outage_open_across_a_central_restart_resolves_once(
         assert await central.stop() == 0
         await target.close()
         await receiver.close()
+
+
+async def test_a_probe_listing_both_instances_reaches_the_leader(tmp_path: Path,
+                                                                 pg_url: str) -> None:
+    """Two centrals on one PostgreSQL store: the standby refuses results (503), the probe
+    moves on to the leader, and the leader pages; the key works on either instance."""
+    target, receiver = await Target().start(), await Receiver().start()
+    centrals = []
+    for name in ("a", "b"):
+        home = tmp_path / name
+        home.mkdir()
+        cfg = central_config(home / "state", receiver, PROBE_ONLY.format(url=target.url),
+                             unreachable_after="1h",
+                             agent_extra=f'store = "{pg_url}"\ninstance = "{name}"')
+        centrals.append(await start_agent(cfg, home))
+    leader, standby = centrals
+    assert json.loads((await standby.get("/healthz"))[1])["role"] == "standby"
+    key = add_probe(standby.config, "berlin")  # made on the standby, honoured by both
+    probe = await start_probe(probe_file(
+        tmp_path, "berlin", [standby.base_url, leader.base_url], key))
+    try:
+        await wait_for(lambda: leader.metric(
+            'onwatch_probe_results_total{outcome="fresh",probe="berlin"}'), 20,
+            "results reach the leader")
+        assert await standby.metric(
+            'onwatch_probe_batches_total{outcome="standby",probe="berlin"}'), "refused there"
+        target.up = False
+        await wait_for(lambda: pages(receiver), 20, "the leader pages from berlin's results")
+        assert "berlin" in pages(receiver)[0]
+    finally:
+        await probe.stop()
+        for c in centrals:
+            assert await c.stop() == 0
+        await target.close()
+        await receiver.close()

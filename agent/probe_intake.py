@@ -235,10 +235,16 @@ def mount(app: web.Application, hub: ProbeHub) -> None:
 async def _body(request: web.Request) -> bytes:
     if (request.content_length or 0) > probe_wire.MAX_BODY:
         raise web.HTTPRequestEntityTooLarge(probe_wire.MAX_BODY, request.content_length or 0)
-    data = await request.content.read(probe_wire.MAX_BODY + 1)
+    # read(n) returns what has arrived, up to n: a big batch comes in several chunks.
+    data = bytearray()
+    while len(data) <= probe_wire.MAX_BODY:
+        chunk = await request.content.read(probe_wire.MAX_BODY + 1 - len(data))
+        if not chunk:
+            break
+        data += chunk
     if len(data) > probe_wire.MAX_BODY:
         raise web.HTTPRequestEntityTooLarge(probe_wire.MAX_BODY, len(data))
-    return data
+    return bytes(data)
 
 
 async def checks_handler(request: web.Request) -> web.Response:

@@ -26,6 +26,7 @@ import hashlib
 import hmac
 import json
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -43,6 +44,11 @@ MAX_RESULTS = 2000
 MAX_REASON = 500
 MAX_OBSERVATIONS = 32
 KEY_PREFIX = "onwprobe"
+#: A key id or a Unix time in a header: 1 to 18 ASCII digits (fits a 64-bit integer).
+_DIGITS = re.compile(r"[0-9]{1,18}")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+#: SQLite integers are signed 64-bit: a larger sequence number cannot be stored.
+MAX_SEQ = 2**63 - 1
 
 
 class WireError(ValueError):
@@ -89,7 +95,11 @@ def signed_by(headers: Mapping[str, str]) -> tuple[str, int, int, str]:
     who, at, sig = (headers.get(HEADER_PROBE, ""), headers.get(HEADER_TIME, ""),
                     headers.get(HEADER_SIGNATURE, ""))
     name, _, key_id = who.rpartition(".")
-    if not name or not key_id.isdigit() or not at.isdigit() or len(sig) != 64:
+    # ASCII digits of a bounded length and lowercase hex only: str.isdigit() also takes
+    # "²" (which int() refuses), a 5000-digit header is past int()'s limit, and
+    # compare_digest raises on a non-ASCII str: each was a 500 for anyone, unsigned.
+    if not name or not _DIGITS.fullmatch(key_id) or not _DIGITS.fullmatch(at) \
+            or not _HEX64.fullmatch(sig):
         raise WireError(f"unsigned request: {HEADER_PROBE}, {HEADER_TIME} and "
                         f"{HEADER_SIGNATURE} are required")
     return name, int(key_id), int(at), sig
@@ -122,14 +132,14 @@ def decode_batch(body: bytes) -> Batch:
     """A batch from a request body; WireError naming the first thing wrong."""
     try:
         doc = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # deep nesting: not a batch
         raise WireError("the body is not JSON") from None
     if not isinstance(doc, dict):
         raise WireError("the body must be a JSON object")
     probe, seq, items = doc.get("probe"), doc.get("seq"), doc.get("results")
     if not isinstance(probe, str) or not isinstance(seq, int) or isinstance(seq, bool) \
-            or seq < 1:
-        raise WireError("probe (a name) and seq (an integer >= 1) are required")
+            or not 1 <= seq <= MAX_SEQ:
+        raise WireError(f"probe (a name) and seq (an integer from 1 to {MAX_SEQ}) are required")
     if not isinstance(items, list) or len(items) > MAX_RESULTS:
         raise WireError(f"results must be a list of at most {MAX_RESULTS}")
     return Batch(probe, seq, tuple(_result(i, item) for i, item in enumerate(items)))
@@ -168,4 +178,9 @@ def _result(i: int, item: Any) -> tuple[str, CheckResult]:
 
 
 def _number(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+    if not isinstance(v, int | float) or isinstance(v, bool):
+        return False
+    try:
+        return math.isfinite(v)
+    except OverflowError:  # an int too large for a float (10**400): not a measurement
+        return False

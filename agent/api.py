@@ -8,9 +8,10 @@ A forged, tampered or expired token gets a 4xx page and changes nothing.
 API (`/api/v1/...`): every request needs `Authorization: Bearer <token>`
 (`[agent] api_token`, or the `api.token` file the agent creates in its state
 directory), compared in constant time, or a person's own token (`onwatch token
-create --for NAME`, stored hashed: agent/store/auth.py). With a personal token
-the person is the actor of whatever the call does (via "api"), whatever the
-body's `by` says; with the shared token the body's `by` is taken as today.
+create --for NAME`, stored hashed: agent/store/auth.py) while NAME is a contact in the
+config. With a personal token the person is the actor of whatever the call does
+(via "api"), whatever the body's `by` says; with the shared token the body's
+`by` is taken as today.
 """
 
 from __future__ import annotations
@@ -177,10 +178,12 @@ def _personal(request: web.Request, header: str | None) -> bool:
     if scheme.lower() != "bearer" or not token.startswith("onw_") or len(token) > 200:
         return False
     found = request.app[AUTH_KEY].token_person(token)
-    if found is None:
+    engine = request.app[ENGINE_KEY]
+    # Once its person is gone from the config (a client's former employee, say), a token
+    # opens nothing, revoked or not: it must not keep whatever view its name implies.
+    if found is None or found[1] not in engine.config.contacts:
         return False
     request[PERSON] = found[1]
-    engine = request.app[ENGINE_KEY]
     with contextlib.suppress(*engine.store.errors), engine.store.tx():  # "last used" may wait
         request.app[AUTH_KEY].touch_token(found[0], engine.clock())
     return True

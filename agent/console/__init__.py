@@ -48,11 +48,17 @@ def mount(app: web.Application, console: Console) -> None:
     """The console's routes and guard on `app` (call once per listener)."""
     app[CONSOLE_KEY] = console
     app.middlewares.append(guard.middleware(
-        lambda secret: console.auth.session(secret, console.engine.clock()),
+        lambda secret: _known(console, console.auth.session(secret, console.engine.clock())),
         console.engine.link_key, console.public_url, refuse))
     app.middlewares.append(context.middleware())  # after the guard: it needs the person
     for module in (signin, incidents, documents, people, checks):
         module.add_routes(app)
+
+
+def _known(console: Console, person: str | None) -> str | None:
+    """A session's person while the config still has them: removing someone from the
+    config (and reloading) ends their sessions at their next request."""
+    return person if person is not None and person in console.engine.config.contacts else None
 
 
 def wrap(console: Console, handler: Handler) -> Handler:

@@ -3,7 +3,8 @@
 Contract, for every path under /console:
 
 - A page needs a session: the `onwatch_session` cookie whose secret's hash is a
-  live row in the store (agent/store/auth.py). Without one a GET is redirected
+  live row in the store (agent/store/auth.py), of a person the config still has
+  (removed and reloaded: signed out). Without one a GET is redirected
   (303) to /console/sign-in; nothing else is answered. The sign-in pages, the
   magic-link pages and the calendar feeds (their own secret) are the exceptions
   (`OPEN_PREFIXES`).

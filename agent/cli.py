@@ -47,6 +47,10 @@ from agent.cli_common import ts as _ts
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from agent import config_probe
+
+    if config_probe.is_probe_file(Path(args.config)):
+        return cli_probe.validate_probe_file(args.config)
     cfg = _load(args.config)
     if cfg is None:
         return EXIT_CONFIG
@@ -288,8 +292,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                    or os.environ.get("ONWATCH_CONFIG") or DEFAULT_CONFIG)
     try:
         code: int = args.func(args)
+        sys.stdout.flush()
     except sqlite3.DatabaseError as exc:  # damage found past opening (a broken page)
         return _damaged(args, exc)
+    except BrokenPipeError:  # `onwatch show 1 | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+        return EXIT_FAIL
     return code
 
 

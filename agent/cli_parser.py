@@ -48,7 +48,8 @@ def build_parser(commands: Mapping[str, Command]) -> argparse.ArgumentParser:
     sp.add_argument("--reload-config", metavar="PATH",
                     help="on SIGHUP read this file when it exists, else --config again "
                          "(the systemd unit's reload stages the new config there)")
-    command("validate", "check a config file and report every problem", positional=True)
+    command("validate", "check a config file (the central's, or a probe.toml) and report "
+                        "every problem", positional=True)
     sp = command("check", "run one check once and print its result", positional=True)
     sp.add_argument("name", help="the check's name in the config")
     sp = command("incidents", "list incidents from the store")

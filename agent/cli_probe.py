@@ -17,8 +17,13 @@ import argparse
 import sys
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from agent import cli_common as common
+
+if TYPE_CHECKING:
+    from agent.config import Config
+    from agent.config_probe import ProbeFile
 
 AddParser = Callable[..., argparse.ArgumentParser]
 
@@ -58,8 +63,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
             used = sorted(c.name for c in cfg.checks if args.name in c.locations)
             print(f"probe {args.name}: key #{key_id} (shown once; keep it secret). "
                   f"Checks at this location: {', '.join(used) or 'none yet'}.")
-            print(f"\n[probe]\nname = \"{args.name}\"\ncentral = "
-                  f"\"{cfg.agent.public_url or 'https://onwatch.example.com'}\"\n"
+            print(f"\n[probe]\nname = \"{args.name}\"\n{_central_line(cfg)}\n"
                   f"key = \"{key}\"\nstate_dir = \"/var/lib/onwatch-probe\"")
             return common.EXIT_OK
         if args.verb == "revoke":
@@ -80,20 +84,50 @@ def cmd_probe(args: argparse.Namespace) -> int:
         store.close()
 
 
-def _run(args: argparse.Namespace) -> int:
+def _central_line(cfg: Config) -> str:
+    """probe.toml's `central`: [agent] public_url, else where this agent listens (said so)."""
+    if cfg.agent.public_url:
+        return f'central = "{cfg.agent.public_url}"'
+    host, port = cfg.web.public_listen or (cfg.agent.listen_host, cfg.agent.listen_port)
+    host = f"[{host}]" if ":" in host else host
+    return ("# [agent] public_url is not set: this is where the agent listens; give the\n"
+            "# address the probe reaches it at (https:// behind TLS)\n"
+            f'central = "http://{host}:{port}"')
+
+
+def load_probe_file(path: str) -> ProbeFile | None:
+    """probe.toml parsed and its key checked, or None after printing every problem."""
     from pathlib import Path
 
-    from agent import logs, probe_agent, probe_wire
+    from agent import probe_wire
     from agent.config_probe import ProbeFileError, parse_probe_file
 
     try:
-        cfg = parse_probe_file(Path(args.config))
+        cfg = parse_probe_file(Path(path))
         probe_wire.parse_key(cfg.key)
     except ProbeFileError as exc:
         print(f"onwatch: {exc}", file=sys.stderr)
-        return common.EXIT_CONFIG
+        return None
     except probe_wire.WireError as exc:
-        print(f"onwatch: {args.config}: probe.key: {exc}", file=sys.stderr)
+        print(f"onwatch: {path}: probe: key: {exc}", file=sys.stderr)
+        return None
+    return cfg
+
+
+def validate_probe_file(path: str) -> int:
+    """`onwatch validate probe.toml`: the probe's file, checked as `onwatch probe` reads it."""
+    cfg = load_probe_file(path)
+    if cfg is None:
+        return common.EXIT_CONFIG
+    print(f"{path}: ok, probe {cfg.name} reporting to {cfg.central}, state in {cfg.state_dir}")
+    return common.EXIT_OK
+
+
+def _run(args: argparse.Namespace) -> int:
+    from agent import logs, probe_agent
+
+    cfg = load_probe_file(args.config)
+    if cfg is None:
         return common.EXIT_CONFIG
     logs.configure(cfg.log_level)
     try:

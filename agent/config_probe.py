@@ -60,6 +60,10 @@ def locations(sec: Section, check_type: str) -> tuple[tuple[str, ...], int]:
     if check_type in CENTRAL_ONLY_KINDS and locs != (LOCAL,):
         sec.error("locations", f'a {check_type} check is fed by requests to this agent; it '
                                f'can only run at "{LOCAL}"')
+    if len(locs) == 1 and sec.value("quorum", 1) != 1:
+        sec.error("quorum", f"needs locations to agree: give the check locations = "
+                            f'["{LOCAL}", "<probe>", ...] (now {show(list(locs))}), or drop quorum')
+        return tuple(locs), 1
     quorum = sec.integer("quorum", len(locs) // 2 + 1, low=1, high=max(1, len(locs)))
     return tuple(locs), quorum
 
@@ -105,6 +109,19 @@ class ProbeFileError(Exception):
         self.errors = errors
 
 
+#: Top-level tables only a central config has: a file with one is not a probe.toml.
+CENTRAL_TABLES = ("agent", "checks", "contacts", "policies", "tenants", "include")
+
+
+def is_probe_file(path: Path) -> bool:
+    """Whether `path` reads as a probe.toml ([probe], none of a central's tables)."""
+    try:
+        raw = config_guard.parse_toml(path.read_text(encoding="utf-8-sig"))
+    except (OSError, config_guard.TomlProblem, UnicodeDecodeError):
+        return False  # the central loader names the problem
+    return "probe" in raw and not any(k in raw for k in CENTRAL_TABLES)
+
+
 def parse_probe_file(path: Path) -> ProbeFile:
     try:
         raw = config_guard.parse_toml(path.read_text(encoding="utf-8-sig"))
@@ -112,6 +129,11 @@ def parse_probe_file(path: Path) -> ProbeFile:
         raise ProbeFileError(path, [f"cannot read the file: {exc.strerror or exc}"]) from None
     except (config_guard.TomlProblem, UnicodeDecodeError) as exc:
         raise ProbeFileError(path, [str(exc)]) from None
+    if "probe" not in raw and any(k in raw for k in CENTRAL_TABLES):
+        raise ProbeFileError(path, [
+            "this is a central onwatch config, not a probe's: give `onwatch probe --config` "
+            "the probe's own file (start from deploy/probe.example.toml, or what `onwatch "
+            "probe add NAME` printed on the central)"])
     errors: list[str] = []
     base = path.parent.resolve()
     root = Section(raw, "config", errors, base)

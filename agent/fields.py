@@ -309,6 +309,9 @@ class Section:
             if key not in self._used:
                 near = difflib.get_close_matches(key, sorted(self._used), n=1, cutoff=0.7)
                 hint = f' (did you mean "{near[0]}"?)' if near else ""
+                if key == "include" and self.path != "config":
+                    # TOML puts a key written after [table] into that table.
+                    hint = " (include is a top-level key: move it above the first [table])"
                 self.error(None, f"unknown key {show(key)}{hint}")
 
 

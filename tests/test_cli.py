@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -83,3 +86,17 @@ def test_check_unknown_name_lists_the_checks() -> None:
     res = onwatch("check", str(EXAMPLE), "nope")
     assert res.returncode == 2
     assert "no check named 'nope'" in res.stderr and "onwatch-itself" in res.stderr
+
+
+def test_output_into_a_closed_pipe_ends_quietly() -> None:
+    """`onwatch show 1 | head`: the reader leaving is no traceback."""
+    read, write = os.pipe()
+    os.close(read)  # nobody reads: the first write fails with EPIPE
+    try:
+        res = subprocess.run([sys.executable, "-m", "agent", "validate", str(EXAMPLE)],
+                             stdout=write, stderr=subprocess.PIPE, text=True, timeout=30,
+                             cwd=ROOT)
+    finally:
+        os.close(write)
+    assert res.returncode == 1
+    assert res.stderr == ""

@@ -119,7 +119,8 @@ def validate_probe_file(path: str) -> int:
     cfg = load_probe_file(path)
     if cfg is None:
         return common.EXIT_CONFIG
-    print(f"{path}: ok, probe {cfg.name} reporting to {cfg.central}, state in {cfg.state_dir}")
+    print(f"{path}: ok, probe {cfg.name} reporting to {', '.join(cfg.centrals)}, "
+          f"state in {cfg.state_dir}")
     return common.EXIT_OK
 
 

@@ -131,10 +131,18 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         return common.EXIT_FAIL
     try:
         source = SqliteStore.open(cfg.agent.state_dir, readonly=True)
-        target = PgStore.open(args.to, name="onwatch-migrate")
     except StoreError as exc:
         lock.release()
         print(f"onwatch: {exc}", file=sys.stderr)
+        return common.EXIT_FAIL
+    try:
+        target = PgStore.open(args.to, name="onwatch-migrate")
+    except StoreError as exc:
+        lock.release()
+        source.close()
+        # The store's message points at [agent] store; here the address is --to.
+        text = str(exc).replace("check [agent] store", "check --to")
+        print(f"onwatch: {text}; nothing was copied", file=sys.stderr)
         return common.EXIT_FAIL
     try:
         copied = copy_all(source, target)

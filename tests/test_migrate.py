@@ -141,3 +141,5 @@ async def test_migrate_refuses_a_running_agent_and_a_used_database(tmp_path: Pat
                                   str(cfg))
     assert bad.returncode == 1 and "pw-s3cret" not in bad.stderr + bad.stdout
     assert "postgres:***@" in bad.stderr
+    assert "check --to" in bad.stderr and "[agent] store" not in bad.stderr  # not the config's
+    assert "nothing was copied" in bad.stderr

@@ -17,6 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
+from agent import webguard
 from agent.console import context
 from agent.console.context import CONSOLE_KEY, page, redirect, refuse
 from agent.console.guard import person
@@ -88,6 +89,9 @@ async def maintenance_start(request: web.Request) -> web.StreamResponse:
     if duration is None or not 0 < duration <= MAX_WINDOW_S:
         return refuse(request, 'Give how long as a duration like "2h" (at most 7 days).', 400)
     reason = reason.strip()[:500] if isinstance(reason, str) else ""
+    if webguard.unstorable(reason):  # a NUL or a lone surrogate: PostgreSQL refuses it
+        return refuse(request, "The reason must not contain NUL characters or invalid "
+                               "Unicode.", 400)
     console.engine.start_maintenance(checks=checks, tags=tags, duration=duration, reason=reason,
                                      by=person(request))
     return redirect("/console/maintenance")

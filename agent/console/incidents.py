@@ -24,6 +24,7 @@ from typing import Any
 
 from aiohttp import web
 
+from agent import webguard
 from agent.console import context
 from agent.console.context import CONSOLE_KEY, Console, page, redirect, refuse
 from agent.console.guard import person
@@ -115,6 +116,8 @@ def _field(form: Any, name: str, required: bool = False) -> str:
     value = form.get(name, "")
     if not isinstance(value, str) or len(value) > MAX_TEXT:
         raise ActionError(f"{name} must be text of at most {MAX_TEXT} characters")
+    if webguard.unstorable(value):  # a NUL or a lone surrogate: PostgreSQL refuses it
+        raise ActionError(f"{name} must not contain NUL characters or invalid Unicode")
     value = value.strip()
     if required and not value:
         raise ActionError(f"{name} is required")

@@ -31,6 +31,7 @@ from agent.incidents import Incident, TimelineEntry
 from agent.status import subscriptions
 from agent.store.status import StatusStore
 from agent.vocab import Change, Entry, IncidentKind, NoticeKind
+from agent.webguard import unstorable
 
 log = structlog.get_logger(__name__)
 
@@ -142,6 +143,9 @@ class Publisher:
             raise NoticeError("the public update is empty")
         if len(text) > UPDATE_MAX:
             raise NoticeError(f"a public update is at most {UPDATE_MAX} characters")
+        if unstorable(text):  # a NUL or a lone surrogate: PostgreSQL refuses it
+            raise NoticeError("a public update must not contain NUL characters or invalid "
+                              "Unicode")
         inc = self.store.store.incident(incident_id)
         if inc is None:
             raise NoticeError(f"no incident #{incident_id}")

@@ -1,0 +1,56 @@
+"""The console against a hostile signed-in person (a real `onwatch run`): text that no store
+can keep (NUL, lone surrogates: PostgreSQL refuses both) is refused at the door with a
+clear 400 and nothing is written; markup in what people type is shown, never run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import aiohttp
+
+from tests import console_env as env
+from tests.console_env import Browser
+from tests.support import Receiver, query, start_agent, wait_for
+
+
+async def test_unstorable_text_is_refused_and_markup_is_escaped(tmp_path: Path) -> None:
+    receiver = await Receiver().start()
+    state = tmp_path / "state"
+    agent = await start_agent(env.config(state, receiver, env.closed_port()), tmp_path)
+    b = Browser.open(env.public_base(agent))
+    try:
+        await wait_for(lambda: query(state, "SELECT id FROM incidents"), 15, "an incident")
+        await b.sign_in(receiver, "alice")
+        csrf = await b.csrf("/console/incidents/1")
+        before = query(state, "SELECT COUNT(*) FROM timeline")
+        for action, form in (("note", {"text": "till \x00 down"}),
+                             ("public", {"text": "back \x00 soon"}),
+                             ("resolve", {"cause": "cable\x00", "fix": "plugged"}),
+                             ("action", {"text": "label \x00", "owner": "alice"})):
+            status, html, _ = await b.post(f"/console/incidents/1/{action}",
+                                           {"csrf": csrf, **form})
+            assert status == 400 and "NUL" in html, (action, status, html[:300])
+        status, html, _ = await b.post("/console/maintenance", {
+            "csrf": csrf, "check": "till", "for": "1h", "reason": "move\x00"})
+        assert status == 400 and "NUL" in html
+        assert query(state, "SELECT COUNT(*) FROM timeline") == before
+        assert query(state, "SELECT state FROM incidents WHERE id = 1") == [("open",)]
+        assert query(state, "SELECT COUNT(*) FROM maintenance") == [(0,)]
+        # The API's public update (private listener) keeps the same rule.
+        async with aiohttp.ClientSession() as s, s.post(
+                agent.base_url + "/api/v1/incidents/1/public",
+                data=json.dumps({"text": "a \u0000 b"}),
+                headers={"Authorization": f"Bearer {env.API_TOKEN}"}) as r:
+            assert r.status == 400, await r.text()
+        # Markup is text: shown escaped on the incident page.
+        status, _, _ = await b.post("/console/incidents/1/note", {
+            "csrf": csrf, "text": "<script>alert(1)</script><img src=x onerror=alert(2)>"})
+        assert status == 303
+        _, html, _ = await b.get("/console/incidents/1")
+        assert "<script>alert(1)" not in html and "<img src=x" not in html
+        assert "&lt;script&gt;alert(1)" in html
+    finally:
+        await b.close()
+        assert await agent.stop() == 0
+        await receiver.close()

@@ -13,6 +13,9 @@ no paths, no versions). Concretely:
 - `row_id`: a path id beyond SQLite's 64-bit integers is "no such thing" (404).
 - `json_body`: the body must be UTF-8 JSON, at most `MAX_DEPTH` levels deep,
   every string storable (no lone surrogates, no NUL); else 400.
+- `FORM_ERRORS`: what `request.post()` raises on a form it cannot read (bytes not
+  in the charset claimed, a charset Python does not know, a broken multipart
+  body); a handler answers 400 for them.
 - `hide_server`: the `Server` header says "onwatch", never Python's or
   aiohttp's version (an attacker's shopping list).
 """
@@ -25,6 +28,7 @@ from typing import Any, Final
 
 import structlog
 from aiohttp import web, web_response
+from aiohttp.http_exceptions import HttpProcessingError
 
 log = structlog.get_logger(__name__)
 
@@ -32,6 +36,7 @@ SERVER: Final = "onwatch"
 MAX_DEPTH: Final = 32
 #: SQLite integers are signed 64-bit: a larger id cannot name a row.
 MAX_ROW_ID: Final = 2**63 - 1
+FORM_ERRORS: Final = (ValueError, LookupError, HttpProcessingError)
 
 
 def _json_error(status: int, message: str, headers: dict[str, str] | None = None

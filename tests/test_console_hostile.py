@@ -4,6 +4,7 @@ clear 400 and nothing is written; markup in what people type is shown, never run
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -52,5 +53,42 @@ async def test_unstorable_text_is_refused_and_markup_is_escaped(tmp_path: Path) 
         assert "&lt;script&gt;alert(1)" in html
     finally:
         await b.close()
+        assert await agent.stop() == 0
+        await receiver.close()
+
+
+async def _raw(address: str, head: bytes, body: bytes) -> int:
+    """One request written byte for byte (bodies a client library would not send)."""
+    host, _, port = address.rpartition(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(head + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+                     + body)
+        await writer.drain()
+        line = await asyncio.wait_for(reader.readline(), 10)
+    finally:
+        writer.close()
+    return int(line.split()[1])
+
+
+async def test_forms_the_server_cannot_read_are_a_400_not_a_500(tmp_path: Path) -> None:
+    receiver = await Receiver().start()
+    state = tmp_path / "state"
+    agent = await start_agent(env.config(state, receiver, env.closed_port()), tmp_path)
+    try:
+        address = env.public_base(agent).removeprefix("http://")
+        start = (f"POST /console/sign-in HTTP/1.1\r\nHost: {address}\r\n"
+                 f"Origin: http://{address}\r\n").encode()
+        form = b"Content-Type: application/x-www-form-urlencoded; charset="
+        for head, body in (
+                (form + b"x-bogus\r\n", b"name=alice&csrf=x"),       # no such codec
+                (form + b"utf-8\r\n", b"name=\xff\xfe&csrf=x"),      # not UTF-8
+                (b"Content-Type: multipart/form-data; boundary=zz\r\n",
+                 b"--zz\r\nno headers at all\r\n--zz--\r\n")):
+            assert await _raw(address, start + head, body) in (400, 403), (head, body)
+            subscribe = start.replace(b"/console/sign-in", b"/subscribe")
+            assert await _raw(address, subscribe + head, body) == 400, (head, body)
+        assert not [line for line in agent.raw_log if "Traceback" in line]
+    finally:
         assert await agent.stop() == 0
         await receiver.close()

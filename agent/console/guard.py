@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from agent.webguard import same_secret
+from agent.webguard import FORM_ERRORS, same_secret
 
 SESSION_COOKIE = "onwatch_session"
 ANON_COOKIE = "onwatch_csrf"
@@ -124,7 +124,11 @@ def middleware(lookup: Callable[[str], str | None], key: bytes, public_url: Call
         if request.method == "POST" and not request.path.startswith("/console/calendar/"):
             if not same_origin(request, public_url()):
                 return refuse(request, "This form was sent from another site.", 403)
-            form = await request.post()
+            try:
+                form = await request.post()
+            except FORM_ERRORS:  # a form aiohttp cannot read is a bad form, not a 500
+                return refuse(request, "This form could not be read (its encoding or "
+                                       "format is wrong).", 400)
             given = form.get("csrf")
             if not isinstance(given, str) or not same_secret(given, csrf_token(request, key)):
                 return refuse(request, "This form has expired or was not sent from the "

@@ -18,7 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
-from agent import pages
+from agent import pages, webguard
 from agent.links import LinkError
 from agent.pages.status_routes import SITE_KEY
 from agent.status.subscriptions import SubscribeError
@@ -48,7 +48,11 @@ def _message(request: web.Request, heading: str, *paragraphs: str, button: str =
 
 async def subscribe(request: web.Request) -> web.Response:
     site = request.app[SITE_KEY]
-    form = await request.post()
+    try:
+        form = await request.post()
+    except webguard.FORM_ERRORS:
+        return _message(request, "Subscription not taken", "The form could not be read (its "
+                        "encoding or format is wrong).", status=400)
     address = form.get("email")
     try:
         site.subscriptions.subscribe(address if isinstance(address, str) else "",

@@ -88,6 +88,16 @@ async def test_forms_the_server_cannot_read_are_a_400_not_a_500(tmp_path: Path) 
             assert await _raw(address, start + head, body) in (400, 403), (head, body)
             subscribe = start.replace(b"/console/sign-in", b"/subscribe")
             assert await _raw(address, subscribe + head, body) == 400, (head, body)
+        # The API's public update (private listener, bearer token): a deep or undecodable
+        # JSON body is the same clear 400 as on every other API route.
+        # (A body read as the JSON it is, whatever charset it claims: incident 999 is unknown.)
+        api = (f"POST /api/v1/incidents/999/public HTTP/1.1\r\nHost: {agent.address}\r\n"
+               f"Authorization: Bearer {env.API_TOKEN}\r\n").encode()
+        json_type = b"Content-Type: application/json; charset="
+        for head, body, expected in (
+                (json_type + b"utf-8\r\n", b'{"text": ' + b"[" * 50_000, 400),
+                (json_type + b"x-bogus\r\n", b'{"text": "hi"}', 404)):
+            assert await _raw(agent.address, api + head, body) == expected, (head, body[:20])
         assert not [line for line in agent.raw_log if "Traceback" in line]
     finally:
         assert await agent.stop() == 0

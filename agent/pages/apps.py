@@ -29,11 +29,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Any
 
 from aiohttp import web
 
-from agent import api, console, probe_intake
+from agent import api, console, probe_intake, webguard
 from agent import web as webmod
 from agent.config import CheckConfig, Config
 from agent.console import Console
@@ -86,12 +85,7 @@ def _error(text: str, status: int) -> web.Response:
 async def api_public_update(request: web.Request) -> web.Response:
     """`{"text": "...", "by": "..."}`: a person's words on the status page (and to subscribers)."""
     site = request.app[status_routes.SITE_KEY]
-    try:
-        body: Any = await request.json()
-    except ValueError:
-        return _error("the body must be JSON", 400)
-    if not isinstance(body, dict):
-        return _error("the body must be a JSON object", 400)
+    body = await webguard.json_body(request)  # UTF-8, bounded depth, storable: else 400
     text, by = body.get("text", ""), body.get("by", "api")
     if not isinstance(text, str) or not isinstance(by, str) or len(by) > 200:
         return _error("text and by must be strings", 400)

@@ -149,3 +149,11 @@ def register(with_config: AddParser) -> None:
                     help="omit to run as a probe; add NAME prints a new key once; list; "
                          "revoke NAME refuses that probe from now on")
     sp.add_argument("name", nargs="?", help="add, revoke: the probe's name (its location)")
+    for action in sp._actions:  # one --config, two meanings: say both
+        if action.dest == "config_opt":
+            action.help = ("as a probe: its probe.toml (start from deploy/probe.example.toml); "
+                           "add, list, revoke: the central's config (default: $ONWATCH_CONFIG "
+                           "or /etc/onwatch/config.toml)")
+    sp.epilog = ("On the central: `onwatch probe add shop-berlin` (prints the key and a "
+                 "probe.toml). On the probe's machine: `onwatch probe --config "
+                 "/etc/onwatch/probe.toml`. `onwatch validate probe.toml` checks that file.")

@@ -298,7 +298,8 @@ def _store_url(sec: Section) -> str | None:
         return None
     url = url.strip()
     if not is_postgresql(url):
-        sec.error("store", 'must be a PostgreSQL URL like "postgresql://onwatch@db.example/'
-                           f'onwatch" (leave it out for SQLite in state_dir), got {redact(url)!r}')
+        key, what = ("store_file", "must hold") if sec.has("store_file") else ("store", "must be")
+        sec.error(key, f'{what} a PostgreSQL URL like "postgresql://onwatch@db.example/'
+                       f'onwatch" (leave it out for SQLite in state_dir), got {redact(url)!r}')
         return None
     return url

@@ -67,7 +67,10 @@ def _buckets(sec: Section) -> tuple[float, ...]:
 
 def _seconds(sec: Section, key: str, i: int, item: str) -> float | None:
     seconds = parse_duration(item)
-    if seconds is None or seconds <= 0:
+    if seconds is not None and seconds <= 0:
+        sec.error(key, f"bucket bounds must be above 0s, but {key}[{i}] is {show(item)}")
+        return None
+    if seconds is None:
         sec.error(key, f'must be durations like "250ms", but {key}[{i}] is {show(item)}')
         return None
     return seconds

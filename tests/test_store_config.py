@@ -78,3 +78,24 @@ def test_an_agent_that_cannot_reach_its_database_says_so_without_the_password(
         assert done.returncode in (1, 2), out
         assert "hunter2" not in out and "pw2" not in out, out
         assert "***@127.0.0.1:1" in out and "cannot be used" in out, out
+
+
+def test_a_store_file_without_a_postgresql_url_names_store_file(tmp_path: Path) -> None:
+    (tmp_path / "db.url").write_text("mysql://root:topsecret@db/onwatch\n")
+    with pytest.raises(ConfigError) as err:
+        load(_write(tmp_path, 'store_file = "db.url"'))
+    assert err.value.problems == [
+        'agent: store_file: must hold a PostgreSQL URL like "postgresql://onwatch@db.example/'
+        "onwatch\" (leave it out for SQLite in state_dir), got 'mysql://root:***@db/onwatch'"]
+
+
+@pytest.mark.parametrize(("buckets", "problem"), [
+    ('["0s"]', 'bucket bounds must be above 0s, but check_duration_buckets[0] is "0s"'),
+    ('["fast"]', 'must be durations like "250ms", but check_duration_buckets[0] is "fast"'),
+    ('["1s", "100ms"]', 'must be in increasing order, each once (like ["100ms", "1s"])'),
+])
+def test_check_duration_buckets_problems_name_the_key(tmp_path: Path, buckets: str,
+                                                       problem: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load(_write(tmp_path, f"check_duration_buckets = {buckets}"))
+    assert err.value.problems == [f"agent: check_duration_buckets: {problem}"]

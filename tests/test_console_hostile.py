@@ -102,3 +102,22 @@ async def test_forms_the_server_cannot_read_are_a_400_not_a_500(tmp_path: Path) 
     finally:
         assert await agent.stop() == 0
         await receiver.close()
+
+
+async def test_cookies_of_undecodable_bytes_are_no_cookies(tmp_path: Path) -> None:
+    receiver = await Receiver().start()
+    agent = await start_agent(env.config(tmp_path / "state", receiver, env.closed_port()),
+                              tmp_path)
+    try:
+        address = env.public_base(agent).removeprefix("http://")
+        for cookie in (b"onwatch_csrf=\xff\xfe", b"onwatch_csrf=\xed\xb3\xbf",
+                       b"onwatch_session=\xff\xfe; onwatch_csrf=" + b"a" * 30):
+            head = (f"GET /console/sign-in HTTP/1.1\r\nHost: {address}\r\n").encode()
+            assert await _raw(address, head + b"Cookie: " + cookie + b"\r\n", b"") == 200
+            head = head.replace(b"GET", b"POST") + f"Origin: http://{address}\r\n".encode()
+            form = b"Content-Type: application/x-www-form-urlencoded\r\nCookie: " + cookie
+            assert await _raw(address, head + form + b"\r\n", b"name=alice&csrf=x") == 403
+        assert not [line for line in agent.raw_log if "Traceback" in line]
+    finally:
+        assert await agent.stop() == 0
+        await receiver.close()

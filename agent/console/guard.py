@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
@@ -43,6 +44,8 @@ OPEN_PREFIXES = ("/console/sign-in", "/console/link/", "/console/calendar/")
 PERSON_KEY = "console_person"
 SECRET_KEY = "console_secret"
 ANON_KEY = "console_anon"
+#: What our cookies hold (secrets.token_urlsafe); anything else is no cookie.
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -110,11 +113,13 @@ def middleware(lookup: Callable[[str], str | None], key: bytes, public_url: Call
         if not request.path.startswith("/console"):
             return await handler(request)
         secret = request.cookies.get(SESSION_COOKIE, "")
-        who = lookup(secret) if secret else None
+        who = lookup(secret) if _TOKEN.fullmatch(secret) else None
         if who is not None:
             request[PERSON_KEY], request[SECRET_KEY] = who, secret
         anon = request.cookies.get(ANON_COOKIE, "")
-        fresh = not anon or len(anon) > 64
+        # Only what we set (token_urlsafe) is kept: a cookie of undecodable bytes made
+        # every console page a 500 (the CSRF token is a MAC over it).
+        fresh = not _TOKEN.fullmatch(anon)
         request[ANON_KEY] = secrets.token_urlsafe(24) if fresh else anon
         is_open = request.path.startswith(OPEN_PREFIXES)
         if who is None and not is_open:

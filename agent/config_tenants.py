@@ -149,7 +149,7 @@ def parse(root: Section, path: Path, tz: ZoneInfo, read: PartReader,
         part = read({k: v for k, v in raw.items() if k not in ("name", "title")}, errors,
                     source.parent.resolve(), tz)
         root.errors.extend(e if e.startswith(label) else f"{label}: {e.removeprefix('config: ')}"
-                           for e in errors)
+                           for e in map(_provider_hint, errors))
         if not name:
             continue
         if name in out:
@@ -186,6 +186,26 @@ def provider_names(errors: list[str], tenants: Mapping[str, Tenant], what: str,
         if "." in n and head in tenants:
             errors.append(f"config: {what}: {show(n)}: names starting with \"{head}.\" are "
                           f"tenant {show(head)}'s; rename this one")
+
+
+#: Top-level tables only the provider's config may have.
+_PROVIDER_ONLY = ("agent", "web", "probes", "intake", "templates", "include", "tenants")
+_UNKNOWN = re.compile(r'^(config|notifications): unknown key "([^"]+)"')
+
+
+def _provider_hint(problem: str) -> str:
+    """A provider-only key in a client's file says where it belongs (not just "unknown")."""
+    m = _UNKNOWN.match(problem)
+    if m is None:
+        return problem
+    if m.group(1) == "config" and m.group(2) in _PROVIDER_ONLY:
+        return (f"config: {m.group(2)}: is the provider's: set it in the central config, "
+                "not in a client's")
+    if m.group(1) == "notifications" and "(did you mean" not in problem:
+        return (f"{problem} (a client's [notifications] sets "
+                "storm_threshold, storm_window and storm_interval only; the rest is the "
+                "provider's)")
+    return problem
 
 
 def _included(root: Section, base: Path) -> list[Path]:

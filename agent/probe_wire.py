@@ -47,6 +47,9 @@ KEY_PREFIX = "onwprobe"
 #: A key id or a Unix time in a header: 1 to 18 ASCII digits (fits a 64-bit integer).
 _DIGITS = re.compile(r"[0-9]{1,18}")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
+#: A probe's name as `onwatch probe add` takes it (agent/config_guard.py's NAME): bytes that
+#: are not UTF-8 in the header reached the store's query and were a 500.
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 #: SQLite integers are signed 64-bit: a larger sequence number cannot be stored.
 MAX_SEQ = 2**63 - 1
 
@@ -98,7 +101,7 @@ def signed_by(headers: Mapping[str, str]) -> tuple[str, int, int, str]:
     # ASCII digits of a bounded length and lowercase hex only: str.isdigit() also takes
     # "²" (which int() refuses), a 5000-digit header is past int()'s limit, and
     # compare_digest raises on a non-ASCII str: each was a 500 for anyone, unsigned.
-    if not name or not _DIGITS.fullmatch(key_id) or not _DIGITS.fullmatch(at) \
+    if not _NAME.fullmatch(name) or not _DIGITS.fullmatch(key_id) or not _DIGITS.fullmatch(at) \
             or not _HEX64.fullmatch(sig):
         raise WireError(f"unsigned request: {HEADER_PROBE}, {HEADER_TIME} and "
                         f"{HEADER_SIGNATURE} are required")

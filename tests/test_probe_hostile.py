@@ -65,6 +65,10 @@ async def test_odd_headers_and_odd_signed_batches_are_refused_not_crashes(tmp_pa
             head = start + (f"X-Onwatch-Probe: {who}\r\nX-Onwatch-Time: {at}\r\n"
                             f"X-Onwatch-Signature: {signature}\r\n").encode()
             assert await _raw(central.address, head, b"{}") == 401, (who, at[:10], signature)
+        for path in (b"POST /probe/v1/results", b"GET /probe/v1/checks"):  # not UTF-8
+            head = (path + b" HTTP/1.1\r\nHost: x\r\nX-Onwatch-Probe: \xff\xfe.1\r\n"
+                    b"X-Onwatch-Time: 1\r\nX-Onwatch-Signature: " + b"a" * 64 + b"\r\n")
+            assert await _raw(central.address, head) == 401, path
 
         async def post(body: bytes) -> tuple[int, str]:
             async with aiohttp.ClientSession() as s, \

@@ -17,8 +17,8 @@ loop. Then:
   added ones start. Open incidents and their escalations continue: their
   state lives in the store, and the engine reads the (possibly changed)
   policy at each step, so a changed policy applies from the next step.
-  Settings only read at start (listen address, state directory, the
-  concurrency cap, log level, retention, heartbeat, and the [web] and
+  Settings only read at start (listen address, state directory, the store
+  and the instance's name, the concurrency cap, log level, retention, heartbeat, and the [web] and
   [status] sections, and each tenant's [status]: the public listener and the
   status pages) are logged as
   needing a restart (`config_reload_needs_restart`) and keep their running
@@ -54,7 +54,7 @@ log = structlog.get_logger(__name__)
 #: [agent] settings read only at start; the others (time zone, public URL, API token)
 #: are read where they are used and so take effect at once.
 AT_START = ("state_dir", "listen_host", "listen_port", "max_concurrency", "log_level",
-            "service")
+            "service", "store", "instance")  # the store is opened, and leadership taken, once
 #: Whole sections read only at start: the public listener and the status page.
 SECTIONS_AT_START = ("web", "status")
 
@@ -158,7 +158,8 @@ class Reloader:
             for problem in exc.problems:
                 log.error("config_reload_problem", problem=problem, config=str(source))
             log.error("config_reload_failed", config=str(source), problems=len(exc.problems),
-                      kept=str(self.current.source))
+                      kept=str(self.current.source),
+                      hint=f"fix what `onwatch validate {source}` names, then reload again")
             self.ok.set(0)
             return False
         changes = diff(self.current, new)

@@ -129,6 +129,18 @@ port = 2
     assert kept.agent.listen_port == 0 and kept.checks == new.checks
 
 
+def test_a_new_store_or_instance_needs_a_restart(tmp_path: Path) -> None:
+    """The store is opened and leadership taken at start: a reload cannot move them."""
+    state, rec = tmp_path / "s", Receiver(port=1)
+    old = configmod.parse(_toml(config(state, rec)), tmp_path / "a.toml")
+    text = config(state, rec).replace('listen = "127.0.0.1:0"', 'listen = "127.0.0.1:0"\n'
+                                      'store = "postgresql://o@127.0.0.1/o"\ninstance = "b"')
+    new = configmod.parse(_toml(text), tmp_path / "a.toml")
+    assert reload.diff(old, new).needs_restart == ("store", "instance")
+    kept = reload.keep_start_settings(old, new)
+    assert (kept.agent.store, kept.agent.instance) == (old.agent.store, old.agent.instance)
+
+
 def _toml(text: str) -> dict[str, object]:
     import tomllib
 

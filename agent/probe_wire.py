@@ -159,8 +159,8 @@ def _result(i: int, item: Any) -> tuple[str, CheckResult]:
         raise WireError(f"{where}: check (a name) and ok (true/false) are required")
     if not _number(at) or at <= 0 or not _number(latency) or latency < 0:
         raise WireError(f"{where}: checked_at and latency_s must be positive numbers")
-    if not isinstance(reason, str):
-        raise WireError(f"{where}: reason must be text")
+    if not isinstance(reason, str) or not _storable(reason):
+        raise WireError(f"{where}: reason must be text (no NUL, valid Unicode)")
     kind_text = item.get("error_kind")
     try:
         kind = None if kind_text is None else ErrorKind(kind_text)
@@ -168,7 +168,8 @@ def _result(i: int, item: Any) -> tuple[str, CheckResult]:
         raise WireError(f"{where}: unknown error_kind {kind_text!r}") from None
     obs = item.get("observations") or {}
     if not isinstance(obs, dict) or len(obs) > MAX_OBSERVATIONS or not all(
-            isinstance(k, str) and len(k) <= 64 and _number(v) for k, v in obs.items()):
+            isinstance(k, str) and len(k) <= 64 and _storable(k) and _number(v)
+            for k, v in obs.items()):
         raise WireError(f"{where}: observations must map at most {MAX_OBSERVATIONS} names "
                         "to numbers")
     if ok and kind is not None:
@@ -178,6 +179,15 @@ def _result(i: int, item: Any) -> tuple[str, CheckResult]:
     degraded = item.get("degraded", False) is True
     return check, CheckResult(ok, float(latency), reason[:MAX_REASON], kind, float(at),
                               {k: float(v) for k, v in obs.items()}, degraded)
+
+
+def _storable(text: str) -> bool:
+    """No NUL, no lone surrogate: PostgreSQL refuses both (and the reason is stored)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return "\0" not in text
 
 
 def _number(v: Any) -> bool:

@@ -88,6 +88,10 @@ async def test_odd_headers_and_odd_signed_batches_are_refused_not_crashes(tmp_pa
                     **item, "observations": {"x": 10**400}}])),
                 ("NaN", json.dumps({"probe": "berlin", "seq": 5, "results": [
                     {**item, "latency_s": float("nan")}]}).encode()),
+                ("NUL reason", probe_wire.encode_batch("berlin", 6, [{**item,
+                                                                      "reason": "a\u0000b"}])),
+                ("lone surrogate", probe_wire.encode_batch("berlin", 6, [{
+                    **item, "reason": "a\udcffb"}])),
                 ("too many", probe_wire.encode_batch(
                     "berlin", 6, [item] * (probe_wire.MAX_RESULTS + 1)))):
             status, text = await post(body)

@@ -7,7 +7,8 @@ no paths, no versions). Concretely:
 
 - `errors` (middleware): aiohttp's own 4xx answers on /api/ (no such route,
   wrong method) become JSON; an unexpected exception is logged with its stack
-  trace and answered with a plain JSON 500 that says where to look.
+  trace and its route's pattern (never the path: paths carry secrets) and
+  answered with a plain JSON 500 that says where to look.
 - `bearer_matches`: a header that is not UTF-8 (or not text) is a wrong token,
   not a crash.
 - `row_id`: a path id beyond SQLite's 64-bit integers is "no such thing" (404).
@@ -64,7 +65,11 @@ async def errors(request: web.Request, handler: Any) -> web.StreamResponse:
         return _json_error(exc.status, exc.reason.lower(), keep)
     except Exception:
         # A bug, not bad input: the log gets the whole story, the client a pointer to it.
-        log.exception("request_failed", method=request.method, path=request.path)
+        # The route's pattern, not the path: paths carry secrets (/ack/<token>,
+        # /console/link/<secret>, an intake token) that must never reach a log.
+        resource = request.match_info.route.resource
+        log.exception("request_failed", method=request.method,
+                      route=resource.canonical if resource is not None else "?")
         return _json_error(500, "the agent failed to answer this request; its log says why")
 
 

@@ -48,6 +48,10 @@ REQUEST_TIMEOUT = 20.0
 class CentralRefused(Exception):
     """The central answered, but not with what was asked (the message says what)."""
 
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
 
 class Probe:
     def __init__(self, cfg: ProbeFile) -> None:
@@ -99,8 +103,18 @@ class Probe:
                                    headers=headers, ssl=self._ssl) as resp:
             text = await resp.text()
             if resp.status != 200:
-                raise CentralRefused(f"{method} {path}: HTTP {resp.status}: {text[:300]}")
+                raise CentralRefused(f"{method} {path}: HTTP {resp.status}: {text[:300]}",
+                                     resp.status)
             return json.loads(text)
+
+    def failure(self, exc: BaseException) -> dict[str, str]:
+        """A failed request's log fields; a refused key says what the operator must do."""
+        fields = {"error": str(exc) or type(exc).__name__}
+        if isinstance(exc, CentralRefused) and exc.status == 401:
+            fields["hint"] = (f"the central refuses this probe's key (revoked, replaced or "
+                              f"never added): run `onwatch probe add {self.cfg.name}` on the "
+                              "central and put the key it prints in probe.toml")
+        return fields
 
     async def fetch_checks(self, session: aiohttp.ClientSession) -> bool:
         """Fetch the check list; True when it changed (and was applied)."""
@@ -167,7 +181,7 @@ class Probe:
             try:
                 answer = await self._request(session, "POST", "/probe/v1/results", body)
             except (aiohttp.ClientError, TimeoutError, CentralRefused, ValueError) as exc:
-                log.warning("probe_send_failed", error=str(exc) or type(exc).__name__,
+                log.warning("probe_send_failed", **self.failure(exc),
                             waiting=self.buffer.waiting(), retry_in_s=backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX)
@@ -183,7 +197,7 @@ class Probe:
             try:
                 changed = await self.fetch_checks(session)
             except (aiohttp.ClientError, TimeoutError, CentralRefused, ValueError) as exc:
-                log.warning("probe_refresh_failed", error=str(exc) or type(exc).__name__)
+                log.warning("probe_refresh_failed", **self.failure(exc))
                 continue
             if changed:
                 restart = {n for n, c in self._checks.items() if n in before and before[n] != c}
@@ -199,7 +213,7 @@ class Probe:
                 return True
             except (aiohttp.ClientError, TimeoutError, CentralRefused, ValueError) as exc:
                 log.warning("probe_central_unreachable", central=list(self.cfg.centrals),
-                            error=str(exc) or type(exc).__name__)
+                            **self.failure(exc))
                 if self.load_cached():
                     return True
             try:

@@ -12,8 +12,16 @@ from pathlib import Path
 import aiohttp
 
 from agent import links, probe_wire
-from tests.probe_env import Target, add_probe, central_config, pages, probe_file, start_probe
-from tests.support import Receiver, free_port, query, start_agent, wait_for
+from tests.probe_env import (
+    Target,
+    add_probe,
+    central_config,
+    pages,
+    probe_file,
+    start_in,
+    start_probe,
+)
+from tests.support import Receiver, free_port, onwatch, query, start_agent, wait_for
 
 PROBE_ONLY = """
 [[checks]]
@@ -240,3 +248,23 @@ async def test_a_probe_listing_both_instances_reaches_the_leader(tmp_path: Path,
             assert await c.stop() == 0
         await target.close()
         await receiver.close()
+
+
+async def test_a_probe_whose_key_is_refused_says_what_to_do(tmp_path: Path) -> None:
+    target, receiver = await Target().start(), await Receiver().start()
+    cfg = central_config(tmp_path / "state", receiver, PROBE_ONLY.format(url=target.url))
+    central = await start_agent(cfg, tmp_path)
+    key = add_probe(central.config, "berlin")
+    revoked = onwatch("probe", "revoke", "berlin", "--config", str(central.config))
+    assert revoked.returncode == 0, revoked.stderr
+    probe = await start_in("probe", probe_file(tmp_path, "berlin", central.base_url, key),
+                           None, "probe_central_unreachable")
+    try:
+        event = probe.events("probe_central_unreachable")[0]
+        assert "HTTP 401" in event["error"]
+        assert "onwatch probe add berlin" in event["hint"]
+    finally:
+        await probe.stop()
+        assert await central.stop() == 0
+        await receiver.close()
+        await target.close()

@@ -78,5 +78,5 @@ def register(with_config: AddParser) -> None:
                     help="create a token (printed once), list them, or revoke one")
     sp.add_argument("id", nargs="?", type=int, help="revoke: the token's id")
     sp.add_argument("--for", dest="person", default="",
-                    help="create: the contact the token acts as")
+                    help="create: the contact the token acts as (a client's as acme.ana)")
     sp.add_argument("--label", default="", help="create: what the token is for (shown in list)")

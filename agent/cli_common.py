@@ -37,6 +37,13 @@ def load(path: str) -> Config | None:
         if os.geteuid() != 0 and any("Permission denied" in p for p in exc.problems):
             # deploy/install.sh makes /etc/onwatch root's only (it holds secrets).
             print("  (the config is readable by root only: run it with sudo)", file=sys.stderr)
+        from pathlib import Path
+
+        from agent.config_probe import is_probe_file
+
+        if is_probe_file(Path(path)):
+            print(f"  (this is a remote probe's file: run it with `onwatch probe --config "
+                  f"{path}`)", file=sys.stderr)
         return None
 
 

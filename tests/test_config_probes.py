@@ -116,3 +116,11 @@ def test_probe_add_prints_a_probe_toml_that_points_at_this_agent(
                        + CHECK)
     assert main(["probe", "add", "p2", "--config", str(central)]) == 0
     assert 'central = "https://ow.example"' in capsys.readouterr().out
+
+
+def test_the_agent_given_a_probe_toml_points_at_onwatch_probe(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = _probe_toml(tmp_path, "abc")
+    assert main(["run", "--config", str(path)]) == 2
+    assert f"this is a remote probe's file: run it with `onwatch probe --config {path}`" in \
+        capsys.readouterr().err

@@ -141,6 +141,3 @@ class Locations:
             seen = v.seen.get(loc)
             out.append((loc, quorum.health_at(v, loc), seen.reason if seen else ""))
         return out
-
-    def describe(self, check: CheckConfig) -> str:
-        return quorum.describe(self.vote(check.name), check.locations, check.quorum)

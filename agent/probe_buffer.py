@@ -72,9 +72,10 @@ class Buffer:
             self._fh.close()
             self._fh = None
 
-    def waiting(self) -> int:
-        """Results not yet accepted by the central (in batches and not yet batched)."""
-        return self._pending_lines + sum(len(self._read_batch(p)) for p in self._batches())
+    def waiting(self) -> dict[str, int]:
+        """What the central has not taken yet, for log lines: batches made (up to
+        MAX_BATCH results each) and results not yet in one. Cheap: no batch is read."""
+        return {"batches": len(self._batches()), "results": self._pending_lines}
 
     def _batches(self) -> list[Path]:
         return sorted(self.dir.glob("batch-*.json"), key=lambda p: int(p.stem.split("-")[1]))

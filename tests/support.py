@@ -120,6 +120,21 @@ async def outbox_delivered(state: Path) -> bool:
     return bool(query(state, "SELECT 1 FROM outbox WHERE status = 'delivered'"))
 
 
+async def raw_request(address: str, head: bytes, body: bytes = b"") -> int:
+    """One HTTP request written byte for byte (what a client library would refuse to send:
+    broken headers, odd charsets); returns the status the server answered."""
+    host, _, port = address.rpartition(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(head + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+                     + body)
+        await writer.drain()
+        line = await asyncio.wait_for(reader.readline(), 10)
+    finally:
+        writer.close()
+    return int(line.split()[1])
+
+
 def onwatch(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
     """The `onwatch` command (`python -m agent ...`) run from the repository, as a user would."""
     return subprocess.run([sys.executable, "-m", "agent", *args], capture_output=True,

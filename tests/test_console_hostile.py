@@ -4,7 +4,6 @@ clear 400 and nothing is written; markup in what people type is shown, never run
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import aiohttp
 
 from tests import console_env as env
 from tests.console_env import Browser
-from tests.support import Receiver, query, start_agent, wait_for
+from tests.support import Receiver, query, raw_request, start_agent, wait_for
 
 
 async def test_unstorable_text_is_refused_and_markup_is_escaped(tmp_path: Path) -> None:
@@ -57,18 +56,6 @@ async def test_unstorable_text_is_refused_and_markup_is_escaped(tmp_path: Path) 
         await receiver.close()
 
 
-async def _raw(address: str, head: bytes, body: bytes) -> int:
-    """One request written byte for byte (bodies a client library would not send)."""
-    host, _, port = address.rpartition(":")
-    reader, writer = await asyncio.open_connection(host, int(port))
-    try:
-        writer.write(head + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
-                     + body)
-        await writer.drain()
-        line = await asyncio.wait_for(reader.readline(), 10)
-    finally:
-        writer.close()
-    return int(line.split()[1])
 
 
 async def test_forms_the_server_cannot_read_are_a_400_not_a_500(tmp_path: Path) -> None:
@@ -85,9 +72,9 @@ async def test_forms_the_server_cannot_read_are_a_400_not_a_500(tmp_path: Path) 
                 (form + b"utf-8\r\n", b"name=\xff\xfe&csrf=x"),      # not UTF-8
                 (b"Content-Type: multipart/form-data; boundary=zz\r\n",
                  b"--zz\r\nno headers at all\r\n--zz--\r\n")):
-            assert await _raw(address, start + head, body) in (400, 403), (head, body)
+            assert await raw_request(address, start + head, body) in (400, 403), (head, body)
             subscribe = start.replace(b"/console/sign-in", b"/subscribe")
-            assert await _raw(address, subscribe + head, body) == 400, (head, body)
+            assert await raw_request(address, subscribe + head, body) == 400, (head, body)
         # The API's public update (private listener, bearer token): a deep or undecodable
         # JSON body is the same clear 400 as on every other API route.
         # (A body read as the JSON it is, whatever charset it claims: incident 999 is unknown.)
@@ -97,7 +84,7 @@ async def test_forms_the_server_cannot_read_are_a_400_not_a_500(tmp_path: Path) 
         for head, body, expected in (
                 (json_type + b"utf-8\r\n", b'{"text": ' + b"[" * 50_000, 400),
                 (json_type + b"x-bogus\r\n", b'{"text": "hi"}', 404)):
-            assert await _raw(agent.address, api + head, body) == expected, (head, body[:20])
+            assert await raw_request(agent.address, api + head, body) == expected, (head, body[:20])
         assert not [line for line in agent.raw_log if "Traceback" in line]
     finally:
         assert await agent.stop() == 0
@@ -113,10 +100,10 @@ async def test_cookies_of_undecodable_bytes_are_no_cookies(tmp_path: Path) -> No
         for cookie in (b"onwatch_csrf=\xff\xfe", b"onwatch_csrf=\xed\xb3\xbf",
                        b"onwatch_session=\xff\xfe; onwatch_csrf=" + b"a" * 30):
             head = (f"GET /console/sign-in HTTP/1.1\r\nHost: {address}\r\n").encode()
-            assert await _raw(address, head + b"Cookie: " + cookie + b"\r\n", b"") == 200
+            assert await raw_request(address, head + b"Cookie: " + cookie + b"\r\n", b"") == 200
             head = head.replace(b"GET", b"POST") + f"Origin: http://{address}\r\n".encode()
             form = b"Content-Type: application/x-www-form-urlencoded\r\nCookie: " + cookie
-            assert await _raw(address, head + form + b"\r\n", b"name=alice&csrf=x") == 403
+            assert await raw_request(address, head + form + b"\r\n", b"name=alice&csrf=x") == 403
         assert not [line for line in agent.raw_log if "Traceback" in line]
     finally:
         assert await agent.stop() == 0

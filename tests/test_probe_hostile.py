@@ -3,7 +3,6 @@ clear 4xx, never a 500, and nothing is applied; the probe's key never reaches th
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from pathlib import Path
@@ -13,7 +12,7 @@ import pytest
 
 from agent import probe_wire
 from tests.probe_env import add_probe, central_config
-from tests.support import Receiver, query, start_agent
+from tests.support import Receiver, query, raw_request, start_agent
 
 CHECK = """
 [[checks]]
@@ -24,18 +23,6 @@ locations = ["berlin"]
 """
 
 
-async def _raw(address: str, head: bytes, body: bytes = b"") -> int:
-    """One request written byte for byte (headers a client library would refuse)."""
-    host, _, port = address.rpartition(":")
-    reader, writer = await asyncio.open_connection(host, int(port))
-    try:
-        writer.write(head + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
-                     + body)
-        await writer.drain()
-        line = await asyncio.wait_for(reader.readline(), 10)
-    finally:
-        writer.close()
-    return int(line.split()[1])
 
 
 def _signed(key_text: str, body: bytes) -> dict[str, str]:
@@ -64,11 +51,11 @@ async def test_odd_headers_and_odd_signed_batches_are_refused_not_crashes(tmp_pa
                 ("berlin.\u00b9", str(int(time.time())), sig)):
             head = start + (f"X-Onwatch-Probe: {who}\r\nX-Onwatch-Time: {at}\r\n"
                             f"X-Onwatch-Signature: {signature}\r\n").encode()
-            assert await _raw(central.address, head, b"{}") == 401, (who, at[:10], signature)
+            assert await raw_request(central.address, head, b"{}") == 401, (who, at[:10], signature)
         for path in (b"POST /probe/v1/results", b"GET /probe/v1/checks"):  # not UTF-8
             head = (path + b" HTTP/1.1\r\nHost: x\r\nX-Onwatch-Probe: \xff\xfe.1\r\n"
                     b"X-Onwatch-Time: 1\r\nX-Onwatch-Signature: " + b"a" * 64 + b"\r\n")
-            assert await _raw(central.address, head) == 401, path
+            assert await raw_request(central.address, head) == 401, path
 
         async def post(body: bytes) -> tuple[int, str]:
             async with aiohttp.ClientSession() as s, \

@@ -82,7 +82,7 @@ def test_buffer_sends_in_order_and_a_retry_is_the_same_batch(tmp_path: Path) -> 
     buf.done(seq)
     # A new Buffer on the same directory (the probe restarted) carries on in order.
     buf = Buffer(tmp_path, "berlin", max_bytes=10**7, max_age=3600)
-    assert buf.waiting() == 10
+    assert buf.waiting() == {"batches": 0, "results": 10}
     seq2, body2 = buf.next_batch(now) or (0, b"")
     assert seq2 > seq
     times = [r.checked_at for _, r in first.results + probe_wire.decode_batch(body2).results]

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import aiohttp
 
-from agent import links, probe_wire
+from agent import probe_wire
+from checks.result import CheckResult, ErrorKind
 from tests.probe_env import (
     Target,
     add_probe,
@@ -21,7 +22,7 @@ from tests.probe_env import (
     start_in,
     start_probe,
 )
-from tests.support import Receiver, free_port, onwatch, query, start_agent, wait_for
+from tests.support import AgentProcess, Receiver, free_port, onwatch, query, start_agent, wait_for
 
 PROBE_ONLY = """
 [[checks]]
@@ -102,10 +103,8 @@ async def test_forged_replayed_and_revoked_batches_change_nothing(tmp_path: Path
     key = add_probe(central.config, "berlin")
     url = central.base_url + "/probe/v1/results"
     now = time.time()
-    down = [probe_wire.result_to_json("shop", probe_wire.decode_batch(probe_wire.encode_batch(
-        "x", 1, [{"check": "shop", "ok": False, "checked_at": now - 1 + i * 0.1,
-                  "latency_s": 0.0, "reason": "refused", "error_kind": "connect"}]
-    )).results[0][1]) for i in range(5)]
+    down = [probe_wire.result_to_json("shop", CheckResult.failure(
+        ErrorKind.CONNECT, "refused")) | {"checked_at": now - 1 + i * 0.1} for i in range(5)]
     body = probe_wire.encode_batch("berlin", 10, down)
 
     async def post(headers: dict[str, str], data: bytes = body) -> tuple[int, dict[str, object]]:
@@ -113,7 +112,6 @@ async def test_forged_replayed_and_revoked_batches_change_nothing(tmp_path: Path
             return r.status, json.loads(await r.text() or "{}")
 
     try:
-        secret = links.load_or_create_key(state)
         other = probe_wire.format_key(1, probe_wire.derive_key(b"x" * 32, "berlin", 1))
         assert (await post(_signed(other, "berlin", body)))[0] == 401, "a key not made here"
         assert (await post({}))[0] == 401, "unsigned"
@@ -140,22 +138,28 @@ async def test_forged_replayed_and_revoked_batches_change_nothing(tmp_path: Path
         assert (await post(_signed(key, "berlin", body2), body2))[0] == 401
         listed = (await central.cli("probe", "list")).stdout
         assert "berlin" in listed and "revoked" in listed
-        assert secret  # the derivation secret stays the agent's own (never sent)
     finally:
         assert await central.stop() == 0
         await receiver.close()
 
 
-async def test_results_buffered_while_the_central_was_away_arrive_in_order_as_history(
-        tmp_path: Path) -> None:
+async def _restartable(tmp_path: Path) -> tuple[Target, Receiver, str, AgentProcess,
+                                                 AgentProcess]:
+    """A central on a fixed port (so that it can be stopped and started again where the
+    probe looks for it) and a probe "berlin" running the probe-only check."""
     target, receiver = await Target().start(), await Receiver().start()
-    state = tmp_path / "state"
-    listen = f"127.0.0.1:{free_port()}"
-    cfg = central_config(state, receiver, PROBE_ONLY.format(url=target.url), listen=listen,
-                         unreachable_after="1h")
+    cfg = central_config(tmp_path / "state", receiver, PROBE_ONLY.format(url=target.url),
+                         listen=f"127.0.0.1:{free_port()}", unreachable_after="1h")
     central = await start_agent(cfg, tmp_path)
     key = add_probe(central.config, "berlin")
     probe = await start_probe(probe_file(tmp_path, "berlin", central.base_url, key))
+    return target, receiver, cfg, central, probe
+
+
+async def test_results_buffered_while_the_central_was_away_arrive_in_order_as_history(
+        tmp_path: Path) -> None:
+    target, receiver, cfg, central, probe = await _restartable(tmp_path)
+    state = tmp_path / "state"
     try:
         await wait_for(lambda: central.metric(
             'onwatch_check_location_up{check="shop",location="berlin"}'), 10, "first results")
@@ -188,14 +192,8 @@ async def test_results_buffered_while_the_central_was_away_arrive_in_order_as_hi
 
 async def test_a_remote_outage_open_across_a_central_restart_resolves_once(
         tmp_path: Path) -> None:
-    target, receiver = await Target().start(), await Receiver().start()
+    target, receiver, cfg, central, probe = await _restartable(tmp_path)
     state = tmp_path / "state"
-    listen = f"127.0.0.1:{free_port()}"
-    cfg = central_config(state, receiver, PROBE_ONLY.format(url=target.url), listen=listen,
-                         unreachable_after="1h")
-    central = await start_agent(cfg, tmp_path)
-    key = add_probe(central.config, "berlin")
-    probe = await start_probe(probe_file(tmp_path, "berlin", central.base_url, key))
     try:
         target.up = False
         await wait_for(lambda: _open(state), 15, "the outage opened from berlin")
